@@ -1,0 +1,205 @@
+"""``test-broker``: the command line. Each command parses options and calls one domain function."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from broker.config import ConfigError, Settings, load_settings
+from broker.errors import BrokerError
+from broker.keys import KeyRecord, KeyStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML config file (default: $BROKER_CONFIG, else built-in defaults).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def reports_errors(func: F) -> F:
+    """Turn domain errors into one line on stderr (or JSON) and a non-zero exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(str(exc), "config_error", kwargs.get("as_json", False), code=2)
+        except BrokerError as exc:
+            _fail(exc.message, exc.code, kwargs.get("as_json", False), code=1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(message: str, error: str, as_json: bool, *, code: int) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": error, "message": message}))
+    else:
+        click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _when(ts: int | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="oidc-test-broker")
+def main() -> None:
+    """oidc-test-broker: a stable OIDC issuer minting AWS-STS-exact test tokens.
+
+    \b
+    Example:
+      test-broker serve          # loopback issuer http://127.0.0.1:8080, data in ./.test-broker
+    """
+
+
+@main.command()
+@config_option
+@click.option("--host", default=None, help="Listen address (overrides config).")
+@click.option("--port", type=int, default=None, help="Listen port (overrides config).")
+@click.option("--check", is_flag=True, help="Validate the configuration and exit.")
+@reports_errors
+def serve(config_file: Path | None, host: str | None, port: int | None, check: bool) -> None:
+    """Run the broker (discovery, JWKS, minting).
+
+    \b
+    Examples:
+      test-broker serve
+      BROKER_OIDC_ISSUER=http://127.0.0.1:9123 test-broker serve
+      test-broker serve --config /etc/test-broker/config.toml --check
+    """
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = load_settings(config_file, **overrides)
+    listen_host, listen_port = settings.listen_address
+    kinds = "federation-proof" if settings.federation_enabled else "none (inert)"
+    if check:
+        click.echo(
+            f"configuration OK: issuer {settings.oidc_issuer}, minting: {kinds}, "
+            f"listen {listen_host}:{listen_port}, data {settings.data_dir}"
+        )
+        return
+    _serve(settings, listen_host, listen_port, kinds)
+
+
+def _serve(settings: Settings, host: str, port: int, kinds: str) -> None:
+    import uvicorn  # only `serve` pays for the server import
+
+    from broker.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = create_app(settings)
+    click.echo(
+        f"test-broker: issuer {settings.oidc_issuer} listening on http://{host}:{port} "
+        f"(minting: {kinds})",
+        err=True,
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,  # halves throughput on the discovery path (perf-notes.md)
+        log_level=settings.log_level,
+        server_header=False,
+        date_header=False,
+    )
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Inspect and rotate signing keys (a running broker picks changes up by itself)."""
+
+
+def _store(config_file: Path | None) -> KeyStore:
+    from broker.app import key_store
+
+    return key_store(load_settings(config_file))
+
+
+def _print_keys(records: Sequence[KeyRecord], as_json: bool) -> None:
+    now = int(time.time())
+    if as_json:
+        rows = [asdict(r) | {"published": r.published_at(now)} for r in records]
+        click.echo(json.dumps({"keys": rows}, indent=2))
+        return
+    order = {"next": 0, "active": 1, "retiring": 2}
+    rows_ = [
+        (r.kid, r.alg, r.state, _when(r.created_at), _when(r.activated_at), _when(r.retire_after))
+        for r in sorted(records, key=lambda r: order[r.state])
+    ]
+    click.echo(table(("KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRE AFTER"), rows_))
+
+
+@keys.command("list")
+@config_option
+@json_option
+@reports_errors
+def keys_list(config_file: Path | None, as_json: bool) -> None:
+    """List keys and their states.
+
+    \b
+    Example:
+      test-broker keys list --json
+    """
+    _print_keys(_store(config_file).records(), as_json)
+
+
+@keys.command("rotate")
+@config_option
+@json_option
+@reports_errors
+def keys_rotate(config_file: Path | None, as_json: bool) -> None:
+    """Promote the published next key to active; the old key retires.
+
+    The retiring key stays published until every token it signed is past exp + 300 s.
+
+    \b
+    Example:
+      test-broker keys rotate
+    """
+    _print_keys(_store(config_file).rotate(int(time.time())), as_json)
+
+
+@keys.command("remove")
+@click.argument("kid")
+@config_option
+@json_option
+@reports_errors
+def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
+    """Emergency: unpublish KID at once (tokens it signed stop verifying).
+
+    \b
+    Example:
+      test-broker keys remove 70ujgvmh9guqWZ8JEWe1NQ1AMOhRx4jQOHWoBVKrWeU
+    """
+    _print_keys(_store(config_file).remove(kid, int(time.time())), as_json)

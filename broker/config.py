@@ -1,0 +1,254 @@
+"""The broker's one configuration: a TOML file, every field overridable by a ``BROKER_*`` variable.
+
+Everything else (policies, docs, examples) is derived from a ``Settings`` object, never copied.
+Cross-field rules run before a socket opens, and each message names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "BROKER_"
+CONFIG_ENV = "BROKER_CONFIG"
+DEFAULT_ISSUER = "http://127.0.0.1:8080"
+# AWS caps a token's useful life at about an hour ("Token too old"); no caller kind may exceed it.
+TTL_HARD_CAP = 3600
+# AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
+PUBLISHED_KEYS_HARD_CAP = 10
+_TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+\-@]{1,128}")
+
+_config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the field and the fix."""
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def issuer_problem(issuer: str) -> str | None:
+    """Why AWS STS (or a loopback test peer) could not use this issuer URL, or None."""
+    parts = urlsplit(issuer)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an absolute URL such as https://oidc.example.com"
+    if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+        return "must not carry a query or fragment: STS compares the issuer byte for byte"
+    if parts.username or parts.password:
+        return "must not carry credentials"
+    if issuer.endswith("/"):
+        return f"must not end with '/': use {issuer.rstrip('/')!r} (STS compares byte for byte)"
+    if host != host.lower() or (parts.netloc != parts.netloc.lower()):
+        return (
+            f"host must be lower case: use {issuer.replace(parts.netloc, parts.netloc.lower())!r}"
+        )
+    if is_loopback_host(host):
+        return None
+    if parts.scheme != "https":
+        return "a non-loopback issuer must use https: AWS STS fetches discovery over TLS only"
+    if parts.port is not None:
+        return "a non-loopback issuer must not carry a port: AWS registers providers by host only"
+    return None
+
+
+class Settings(BaseSettings):
+    """All settings; see the README's config table (generated from this class)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+    oidc_issuer: str = Field(
+        DEFAULT_ISSUER, description="Issuer URL: token `iss`, discovery `issuer`, IAM provider."
+    )
+    audience: str = Field("sts.amazonaws.com", description="Token `aud` (the IAM client id).")
+    data_dir: Path = Field(Path(".test-broker"), description="Keys and state (created 0700).")
+    host: str | None = Field(
+        None, description="Listen address; default: the issuer's host if loopback, else 127.0.0.1."
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Listen port; default: the loopback issuer's, else 8080."
+    )
+    key_algorithm: Literal["ES256", "RS256"] = Field("ES256", description="Signing algorithm.")
+    rsa_key_bits: int = Field(2048, ge=2048, le=8192, description="RSA modulus size (RS256).")
+    max_published_keys: int = Field(
+        4,
+        ge=2,
+        le=PUBLISHED_KEYS_HARD_CAP,
+        description="Bound on JWKS size (next + active + retiring).",
+    )
+    key_reload_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often a running broker picks up `keys` CLI changes."
+    )
+    token_ttl_seconds: int = Field(300, ge=60, description="Default token lifetime.")
+    max_token_ttl_seconds: int = Field(
+        TTL_HARD_CAP, ge=60, le=TTL_HARD_CAP, description="Largest lifetime any caller may ask."
+    )
+    federation_proof: bool | None = Field(
+        None, description="Mock federation-proof sessions; default: on only for a loopback issuer."
+    )
+    allow_open_federation_proof: bool = Field(
+        False,
+        description="Opt-in needed to enable open federation-proof minting on a public issuer.",
+    )
+    session_ttl_seconds: int = Field(
+        3600, ge=60, le=86400, description="Lifetime of a federation-proof session bearer."
+    )
+    scope_tag: str = Field(
+        "agentkeys_user_wallet", description="Principal tag (and claim) carrying the scope."
+    )
+    caller_tag: str = Field("caller", description="Principal tag naming the caller kind.")
+    sub_template: str = Field(
+        "agentkeys:agent:{scope}", description="Token `sub`; `{scope}` is replaced."
+    )
+    max_body_bytes: int = Field(
+        16384, ge=256, le=1 << 20, description="Largest request body accepted."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # env beats the file, so one variable can override a shared config in CI.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_shape(cls, value: str) -> str:
+        problem = issuer_problem(value)
+        if problem:
+            raise ValueError(f"issuer {value!r} {problem}")
+        return value
+
+    @field_validator("scope_tag", "caller_tag")
+    @classmethod
+    def _tag_key_shape(cls, value: str) -> str:
+        if not _TAG_KEY.fullmatch(value) or value.lower().startswith("aws:"):
+            raise ValueError(
+                f"{value!r} is not a usable STS tag key: 1-128 of A-Z a-z 0-9 _ . : / = + - @, "
+                "not starting with 'aws:'"
+            )
+        return value
+
+    @field_validator("sub_template")
+    @classmethod
+    def _sub_has_scope(cls, value: str) -> str:
+        if value.count("{scope}") != 1 or value.replace("{scope}", "").count("{") != 0:
+            raise ValueError("must contain '{scope}' exactly once and no other '{...}' field")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Settings:
+        if self.token_ttl_seconds > self.max_token_ttl_seconds:
+            raise ValueError(
+                f"token_ttl_seconds ({self.token_ttl_seconds}) is above max_token_ttl_seconds "
+                f"({self.max_token_ttl_seconds}); lower it or raise the cap (at most {TTL_HARD_CAP})"
+            )
+        if self.scope_tag.lower() == self.caller_tag.lower():
+            raise ValueError("scope_tag and caller_tag must differ (STS tag keys ignore case)")
+        public = not self.issuer_is_loopback
+        if self.federation_proof and public and not self.allow_open_federation_proof:
+            raise ValueError(
+                "federation_proof = true on a public issuer lets anyone mint tokens; "
+                "set allow_open_federation_proof = true to accept that, or turn it off"
+            )
+        return self
+
+    @property
+    def issuer_is_loopback(self) -> bool:
+        return is_loopback_host(urlsplit(self.oidc_issuer).hostname or "")
+
+    @property
+    def federation_enabled(self) -> bool:
+        return self.issuer_is_loopback if self.federation_proof is None else self.federation_proof
+
+    @property
+    def open_federation_on_public_issuer(self) -> bool:
+        return self.federation_enabled and not self.issuer_is_loopback
+
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.oidc_issuer}/.well-known/jwks.json"
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        parts = urlsplit(self.oidc_issuer)
+        if self.issuer_is_loopback:
+            default_host = parts.hostname or "127.0.0.1"
+            default_port = parts.port or (443 if parts.scheme == "https" else 80)
+        else:
+            default_host, default_port = "127.0.0.1", 8080
+        return (self.host or default_host, self.port or default_port)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from the file (or $BROKER_CONFIG), the environment and explicit overrides."""
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get(CONFIG_ENV):
+        config_file = Path(env[CONFIG_ENV])
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {str(config_file)!r} does not exist; check --config")
+    token = _config_file.set(config_file)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_file)) from None
+    except ValueError as exc:  # a broken TOML file
+        raise ConfigError(f"config file {str(config_file)!r} is not valid TOML: {exc}") from None
+    finally:
+        _config_file.reset(token)
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    where = f" (config {config_file})" if config_file else ""
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling against the README config table"
+        lines.append(
+            f"{field}: {msg} (env {ENV_PREFIX}{field.upper()})" if field != "config" else msg
+        )
+    return f"invalid configuration{where}: " + "; ".join(lines)

@@ -1,0 +1,107 @@
+"""Build a token's claims and tags for a caller and scope, check every STS rule, sign it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from joserfc import jwt
+
+from broker import sts_rules
+from broker.config import Settings
+from broker.errors import StsRuleViolation, TtlTooLong
+from broker.keyring import KeyRing
+
+CallerKind = Literal["fed", "ci", "dev"]
+TAGS_CLAIM = "https://aws.amazon.com/tags"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MintRequest:
+    """What one caller may have: who it is, the (already allowed) scope, its TTL ceiling."""
+
+    kind: CallerKind
+    caller_id: str
+    scope: str
+    max_ttl: int
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MintResult:
+    jwt: str
+    scope: str
+    sub: str
+    jti: str
+    kid: str
+    issued_at: int
+    expiration: int
+    principal_tags: dict[str, list[str]]
+
+
+class Minter:
+    def __init__(self, settings: Settings, ring: KeyRing) -> None:
+        self._settings = settings
+        self._ring = ring
+        self._audiences = (settings.audience,)
+
+    def claims(self, req: MintRequest, ttl: int, now: int, jti: str) -> dict[str, Any]:
+        s = self._settings
+        tags = {s.scope_tag: [req.scope], s.caller_tag: [req.kind]}
+        tags.update({k: [v] for k, v in req.extra_tags.items()})
+        return {
+            "iss": s.oidc_issuer,
+            "sub": s.sub_template.replace("{scope}", req.scope),
+            "aud": s.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+            "jti": jti,
+            # Upstream scripts decode the scope (their wallet) from this top-level claim.
+            s.scope_tag: req.scope,
+            TAGS_CLAIM: {"principal_tags": tags, "transitive_tag_keys": [s.scope_tag]},
+        }
+
+    def mint(self, req: MintRequest, *, ttl: int | None, now: int) -> MintResult:
+        ttl = self._settings.token_ttl_seconds if ttl is None else ttl
+        if ttl > req.max_ttl:
+            raise TtlTooLong(
+                f"ttl_seconds {ttl} is above the {req.max_ttl} s this caller may have; ask for less"
+            )
+        if ttl < 1:
+            raise TtlTooLong(f"ttl_seconds must be at least 1, got {ttl}")
+        snapshot = self._ring.snapshot
+        active = snapshot.active
+        header = {"alg": active.alg, "kid": active.kid, "typ": "JWT"}
+        claims = self.claims(req, ttl, now, secrets.token_urlsafe(16))
+        token = jwt.encode(header, claims, snapshot.signing_key, algorithms=[active.alg])
+        findings = sts_rules.blocking(
+            sts_rules.check_token(
+                header,
+                claims,
+                token_length=len(token),
+                issuer=self._settings.oidc_issuer,
+                audiences=self._audiences,
+                now=now,
+                max_lifetime=self._settings.max_token_ttl_seconds,
+            )
+        )
+        if findings:
+            first = findings[0]
+            raise StsRuleViolation(
+                f"refusing to mint a token AWS STS would not accept: rule {first.rule}: "
+                f"{first.detail} ({first.fix})"
+            )
+        tags = claims[TAGS_CLAIM]["principal_tags"]
+        return MintResult(
+            jwt=token,
+            scope=req.scope,
+            sub=claims["sub"],
+            jti=claims["jti"],
+            kid=active.kid,
+            issued_at=now,
+            expiration=claims["exp"],
+            principal_tags=tags,
+        )

@@ -1,0 +1,99 @@
+"""Reading what a caller sends, defensively: the bearer header and a small JSON body.
+
+Every failure is a BrokerError with a stable code, so bad input never turns into a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+
+from broker.errors import (
+    BodyTooLarge,
+    InvalidJson,
+    InvalidRequest,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+
+# RFC 6750 b64token; the scheme is case-insensitive.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
+_MAX_BEARER = 512
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictBody(BaseModel):
+    """Request bodies: unknown fields and type coercion ("5" for 5) are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SessionCreateBody(StrictBody):
+    auth_token: str = Field(max_length=4096, description="The federation proof string.")
+
+
+class MintBody(StrictBody):
+    scope: str | None = Field(None, max_length=256, description="Requested scope (CI, dev).")
+    ttl_seconds: int | None = Field(None, description="Requested token lifetime in seconds.")
+
+
+def bearer(request: Request) -> str:
+    value = request.headers.get("authorization", "")
+    match = _BEARER.fullmatch(value) if len(value) <= _MAX_BEARER else None
+    if match is None:
+        raise Unauthorized()
+    return match.group(1)
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length must be a decimal number of bytes")
+        if int(declared) > max_bytes:
+            raise BodyTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:  # chunked uploads declare no length
+            raise BodyTooLarge(f"request body exceeds the {max_bytes}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, model: type[M], max_bytes: int, *, optional: bool) -> M:
+    """Parse and validate a JSON object body; an absent body is ``model()`` when optional."""
+    raw = await read_body(request, max_bytes)
+    if not raw.strip():
+        if optional:
+            return model()
+        raise InvalidRequest("a JSON body is required; see /openapi.json for its fields")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as 'Content-Type: application/json' (got {media or 'none'!r})"
+        )
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidJson(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "extra_forbidden":
+            raise InvalidRequest(f"unknown field {where!r}; allowed: {_fields(model)}") from None
+        raise InvalidRequest(f"field {where!r}: {err['msg']}") from None
+
+
+def _fields(model: type[BaseModel]) -> str:
+    return ", ".join(model.model_fields) or "none"

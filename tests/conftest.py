@@ -1,0 +1,102 @@
+"""Shared fixtures: isolated settings, and a real uvicorn broker on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from broker.app import WellKnownFront, create_app
+from broker.config import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No BROKER_* variable of the developer's shell leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("BROKER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        overrides.setdefault("key_reload_seconds", 0.05)
+        return load_settings(environ={}, **overrides)
+
+    return make
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+@dataclass
+class LiveBroker:
+    url: str
+    settings: Settings
+    app: WellKnownFront
+    client: httpx.Client
+
+
+StartBroker = Callable[..., LiveBroker]
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def live_broker(make_settings: Callable[..., Settings]) -> Iterator[StartBroker]:
+    """Start brokers in threads; the port is bound first so the issuer can name it."""
+    started: list[tuple[_Server, threading.Thread, httpx.Client]] = []
+
+    def start(*, issuer: str | None = None, **overrides: Any) -> LiveBroker:
+        sock = free_socket()
+        port = sock.getsockname()[1]
+        settings = make_settings(oidc_issuer=issuer or f"http://127.0.0.1:{port}", **overrides)
+        app = create_app(settings)
+        server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        if not server.ready.wait(10):
+            raise RuntimeError("broker did not start within 10 s")
+        url = f"http://127.0.0.1:{port}"
+        client = httpx.Client(base_url=url, timeout=10)
+        started.append((server, thread, client))
+        return LiveBroker(url=url, settings=settings, app=app, client=client)
+
+    yield start
+    for server, thread, client in started:
+        client.close()
+        server.should_exit = True
+        thread.join(10)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll a condition (the broker's own reload timer drives it) with a hard deadline."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.02)

@@ -1,0 +1,122 @@
+"""One config: TOML file, BROKER_* overrides, and refusals that name the field and the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from broker.config import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_loopback_dev_setup() -> None:
+    s = load_settings(environ={})
+    assert s.oidc_issuer == "http://127.0.0.1:8080"
+    assert s.data_dir == Path(".test-broker")
+    assert s.federation_enabled
+    assert s.listen_address == ("127.0.0.1", 8080)
+    assert s.key_algorithm == "ES256"
+
+
+def test_toml_file_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, 'oidc_issuer = "https://oidc.example.com"\ntoken_ttl_seconds = 120\n')
+    s = load_settings(path, environ={})
+    assert s.oidc_issuer == "https://oidc.example.com"
+    assert s.token_ttl_seconds == 120
+    assert not s.federation_enabled  # public issuer: inert by default
+    assert s.listen_address == ("127.0.0.1", 8080)
+
+
+def test_env_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, 'oidc_issuer = "https://oidc.example.com"\n')
+    monkeypatch.setenv("BROKER_OIDC_ISSUER", "http://127.0.0.1:9123")
+    s = load_settings(path)
+    assert s.oidc_issuer == "http://127.0.0.1:9123"
+    assert s.listen_address == ("127.0.0.1", 9123)
+
+
+def test_broker_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_CONFIG", str(write(tmp_path, "token_ttl_seconds = 90\n")))
+    assert load_settings().token_ttl_seconds == 90
+
+
+@pytest.mark.parametrize(
+    ("issuer", "expected"),
+    [
+        ("http://oidc.example.com", "must use https"),
+        ("https://oidc.example.com:8443", "must not carry a port"),
+        ("https://oidc.example.com?x=1", "query or fragment"),
+        ("https://oidc.example.com/", "must not end with '/'"),
+        ("https://OIDC.example.com", "lower case"),
+        ("oidc.example.com", "absolute URL"),
+    ],
+)
+def test_bad_issuer_is_refused_with_the_fix(issuer: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match="oidc_issuer") as err:
+        load_settings(environ={}, oidc_issuer=issuer)
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://oidc.example.com", "https://oidc.example.com/tenant-a", "http://[::1]:9000"]
+)
+def test_good_issuers_are_accepted(issuer: str) -> None:
+    assert load_settings(environ={}, oidc_issuer=issuer).oidc_issuer == issuer
+
+
+def test_unknown_field_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, 'oidc_isuer = "https://oidc.example.com"\n')
+    with pytest.raises(ConfigError, match=r"oidc_isuer: unknown field"):
+        load_settings(path, environ={})
+
+
+def test_ttl_above_cap_is_refused() -> None:
+    with pytest.raises(ConfigError, match="max_token_ttl_seconds"):
+        load_settings(environ={}, max_token_ttl_seconds=7200)
+    with pytest.raises(ConfigError, match=r"token_ttl_seconds \(900\) is above"):
+        load_settings(environ={}, token_ttl_seconds=900, max_token_ttl_seconds=600)
+
+
+def test_open_federation_on_public_issuer_needs_opt_in() -> None:
+    public = {"oidc_issuer": "https://oidc.example.com", "federation_proof": True}
+    with pytest.raises(ConfigError, match="allow_open_federation_proof"):
+        load_settings(environ={}, **public)
+    s = load_settings(environ={}, allow_open_federation_proof=True, **public)
+    assert s.open_federation_on_public_issuer
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_invalid_toml_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "oidc_issuer = \n"), environ={})
+
+
+def run_check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "broker", "serve", "--check", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_serve_check_validates_and_exits(tmp_path: Path) -> None:
+    good = run_check("--config", str(write(tmp_path, 'oidc_issuer = "https://a.example.com"\n')))
+    assert good.returncode == 0, good.stderr
+    assert "configuration OK: issuer https://a.example.com" in good.stdout
+    assert "minting: none (inert)" in good.stdout
+
+
+def test_serve_check_refuses_bad_config(tmp_path: Path) -> None:
+    bad = run_check("--config", str(write(tmp_path, 'oidc_issuer = "http://a.example.com"\n')))
+    assert bad.returncode == 2
+    assert "oidc_issuer" in bad.stderr
+    assert "must use https" in bad.stderr

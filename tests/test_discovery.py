@@ -1,0 +1,82 @@
+"""Discovery as AWS STS fetches it: exact fields, byte-equal issuer, cacheable, no redirects."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.conftest import LiveBroker, StartBroker
+
+DISCOVERY = "/.well-known/openid-configuration"
+
+
+@pytest.fixture
+def broker(live_broker: StartBroker) -> LiveBroker:
+    return live_broker()
+
+
+def test_discovery_fields_match_design(broker: LiveBroker) -> None:
+    resp = broker.client.get(DISCOVERY)
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert doc["issuer"] == broker.url
+    assert doc["jwks_uri"] == f"{broker.url}/.well-known/jwks.json"
+    assert doc["response_types_supported"] == ["id_token"]
+    assert doc["subject_types_supported"] == ["public"]
+    assert set(doc["id_token_signing_alg_values_supported"]) == {"ES256", "RS256"}
+    assert {"iss", "sub", "aud", "iat", "exp", "agentkeys_user_wallet"} <= set(
+        doc["claims_supported"]
+    )
+
+
+def test_issuer_is_byte_equal_to_configured_issuer(live_broker: StartBroker) -> None:
+    broker = live_broker(issuer=None)
+    raw = broker.client.get(DISCOVERY).content
+    assert f'"issuer":{json.dumps(broker.settings.oidc_issuer)}'.encode() in raw
+
+
+def test_headers_json_short_cache_strong_etag(broker: LiveBroker) -> None:
+    resp = broker.client.get(DISCOVERY)
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.headers["cache-control"] == "public, max-age=60"
+    etag = resp.headers["etag"]
+    assert re.fullmatch(r'"[A-Za-z0-9_-]+"', etag), f"not a strong ETag: {etag}"
+    assert int(resp.headers["content-length"]) == len(resp.content)
+
+
+@pytest.mark.parametrize("path", [DISCOVERY, "/.well-known/jwks.json"])
+def test_if_none_match_gives_304_without_body(broker: LiveBroker, path: str) -> None:
+    etag = broker.client.get(path).headers["etag"]
+    resp = broker.client.get(path, headers={"If-None-Match": etag})
+    assert resp.status_code == 304
+    assert resp.content == b""
+    assert resp.headers["etag"] == etag
+    other = broker.client.get(path, headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200
+
+
+@pytest.mark.parametrize("path", [DISCOVERY, "/.well-known/jwks.json"])
+def test_head_has_headers_and_no_body(broker: LiveBroker, path: str) -> None:
+    get = broker.client.get(path)
+    head = broker.client.head(path)
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["etag"] == get.headers["etag"]
+    assert head.headers["content-length"] == str(len(get.content))
+
+
+@pytest.mark.parametrize("path", [DISCOVERY + "/", "/.well-known/jwks.json/", "/.well-known"])
+def test_no_redirects_near_the_documents(broker: LiveBroker, path: str) -> None:
+    resp = broker.client.get(path, follow_redirects=False)
+    assert resp.status_code == 404
+    assert "location" not in resp.headers
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_other_methods_get_405_with_allow(broker: LiveBroker, method: str) -> None:
+    resp = broker.client.request(method, DISCOVERY)
+    assert resp.status_code == 405
+    assert resp.headers["allow"] == "GET, HEAD"
+    assert resp.json()["error"] == "method_not_allowed"

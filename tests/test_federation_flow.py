@@ -1,0 +1,147 @@
+"""The upstream federation-proof flow: wire format, claims, stable wallets, expiring sessions.
+
+Tokens are verified with PyJWT (a JOSE library independent of the broker's joserfc) against the
+JWKS the broker serves.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import jwt as pyjwt
+import pytest
+
+from broker.errors import Unauthorized
+from broker.federation import FederationProof
+from tests.conftest import LiveBroker, StartBroker
+
+WALLET = re.compile(r"0x[0-9a-f]{40}")
+TAGS = "https://aws.amazon.com/tags"
+
+
+@pytest.fixture
+def broker(live_broker: StartBroker) -> LiveBroker:
+    return live_broker()
+
+
+def session(broker: LiveBroker, proof: str = "federation-proof") -> dict[str, str]:
+    resp = broker.client.post("/session/create", json={"auth_token": proof})
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def mint(broker: LiveBroker, bearer: str) -> dict[str, object]:
+    resp = broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {bearer}"})
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+def verify(broker: LiveBroker, token: str) -> dict[str, object]:
+    keys = pyjwt.PyJWKClient(f"{broker.url}/.well-known/jwks.json", cache_keys=False)
+    key = keys.get_signing_key_from_jwt(token)
+    return pyjwt.decode(  # type: ignore[no-any-return]
+        token,
+        key,
+        algorithms=["ES256", "RS256"],
+        audience="sts.amazonaws.com",
+        issuer=broker.url,
+        options={"require": ["iss", "sub", "aud", "iat", "exp", "nbf", "jti"]},
+    )
+
+
+def test_session_create_returns_session_and_wallet(broker: LiveBroker) -> None:
+    body = session(broker)
+    assert set(body) == {"session", "wallet"}
+    assert WALLET.fullmatch(body["wallet"])
+
+
+def test_same_proof_same_wallet_other_proof_other_wallet(broker: LiveBroker) -> None:
+    first, again, other = session(broker, "alice"), session(broker, "alice"), session(broker, "bob")
+    assert first["wallet"] == again["wallet"]
+    assert first["session"] != again["session"]
+    assert other["wallet"] != first["wallet"]
+
+
+@pytest.mark.parametrize("proof", ["", "invalid"])
+def test_rejected_proofs_get_401(broker: LiveBroker, proof: str) -> None:
+    resp = broker.client.post("/session/create", json={"auth_token": proof})
+    assert resp.status_code == 401
+    assert resp.json()["error"] == "unauthorized"
+
+
+def test_mint_response_fields_and_claims(broker: LiveBroker) -> None:
+    s = session(broker)
+    body = mint(broker, s["session"])
+    assert set(body) == {"jwt", "wallet", "expiration", "scope", "sub", "jti", "principal_tags"}
+    assert body["wallet"] == s["wallet"] == body["scope"]
+    claims = verify(broker, str(body["jwt"]))
+    wallet = s["wallet"]
+    assert claims["sub"] == f"agentkeys:agent:{wallet}" == body["sub"]
+    assert claims["agentkeys_user_wallet"] == wallet
+    assert claims["jti"] == body["jti"]
+    assert claims["exp"] == body["expiration"]
+    for name in ("iat", "nbf", "exp"):
+        assert type(claims[name]) is int
+    assert claims["exp"] - claims["iat"] == 300
+    assert abs(claims["iat"] - time.time()) < 60
+    assert claims[TAGS] == {
+        "principal_tags": {"agentkeys_user_wallet": [wallet], "caller": ["fed"]},
+        "transitive_tag_keys": ["agentkeys_user_wallet"],
+    }
+    assert body["principal_tags"] == claims[TAGS]["principal_tags"]  # type: ignore[index]
+
+
+def test_token_header_is_alg_kid_typ_only(broker: LiveBroker) -> None:
+    token = str(mint(broker, session(broker)["session"])["jwt"])
+    header = pyjwt.get_unverified_header(token)
+    published = {k["kid"] for k in broker.client.get("/.well-known/jwks.json").json()["keys"]}
+    assert set(header) == {"alg", "kid", "typ"}
+    assert header["alg"] == "ES256"
+    assert header["typ"] == "JWT"
+    assert header["kid"] in published
+
+
+def test_rs256_tokens_verify(live_broker: StartBroker) -> None:
+    broker = live_broker(key_algorithm="RS256")
+    token = str(mint(broker, session(broker)["session"])["jwt"])
+    assert pyjwt.get_unverified_header(token)["alg"] == "RS256"
+    assert verify(broker, token)["iss"] == broker.url
+
+
+def test_ttl_can_be_shortened_and_is_capped(broker: LiveBroker) -> None:
+    auth = {"Authorization": f"Bearer {session(broker)['session']}"}
+    short = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 120})
+    claims = verify(broker, short.json()["jwt"])
+    assert claims["exp"] - claims["iat"] == 120  # type: ignore[operator]
+    long = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 3601})
+    assert long.status_code == 400
+    assert long.json()["error"] == "ttl_too_long"
+
+
+def test_session_cannot_mint_another_wallet(broker: LiveBroker) -> None:
+    auth = {"Authorization": f"Bearer {session(broker)['session']}"}
+    resp = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"scope": "0xdeadbeef"})
+    assert resp.status_code == 403
+    assert resp.json()["error"] == "scope_not_allowed"
+
+
+def test_sessions_expire() -> None:
+    fed = FederationProof(b"k" * 32, session_ttl=60)
+    s = fed.create_session("alice", now=1000)
+    assert fed.resolve(s.bearer, now=1059).wallet == s.wallet
+    with pytest.raises(Unauthorized):
+        fed.resolve(s.bearer, now=1060)
+
+
+def test_tampered_session_is_unauthorized(broker: LiveBroker) -> None:
+    bearer = session(broker)["session"]
+    tampered = bearer[:-2] + ("AA" if bearer[-2:] != "AA" else "BB")
+    resp = broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {tampered}"})
+    assert resp.status_code == 401
+
+
+def test_wallets_survive_a_restart(live_broker: StartBroker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "shared"
+    first = session(live_broker(data_dir=data), "carol")["wallet"]
+    assert session(live_broker(data_dir=data), "carol")["wallet"] == first
