@@ -137,7 +137,12 @@ def _serve(settings: Settings, host: str, port: int, kinds: str) -> None:
 
 @main.group()
 def keys() -> None:
-    """Inspect and rotate signing keys (a running broker picks changes up by itself)."""
+    """Inspect and rotate signing keys (a running broker picks changes up by itself).
+
+    \b
+    Example:
+      test-broker keys rotate && test-broker keys list
+    """
 
 
 def _store(config_file: Path | None) -> KeyStore:

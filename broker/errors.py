@@ -27,6 +27,8 @@ from typing import ClassVar
 
 
 class BrokerError(Exception):
+    """An unexpected failure; the broker never answers bad input with it."""
+
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
 
@@ -39,15 +41,21 @@ class BrokerError(Exception):
 
 
 class BadRequest(BrokerError):
+    """The request is malformed."""
+
     code = "bad_request"
     status = 400
 
 
 class InvalidJson(BadRequest):
+    """The body is not valid JSON."""
+
     code = "invalid_json"
 
 
 class InvalidRequest(BadRequest):
+    """The body or a header is well-formed but not what the route takes."""
+
     code = "invalid_request"
 
 
@@ -58,11 +66,13 @@ class StsRuleViolation(BadRequest):
 
 
 class TtlTooLong(BadRequest):
+    """The requested token lifetime is above what this caller may have."""
+
     code = "ttl_too_long"
 
 
 class Unauthorized(BrokerError):
-    """One fixed body whatever the cause, so callers cannot probe which credentials exist."""
+    """Bad bearer; one fixed body whatever the cause, so nobody can probe which exist."""
 
     code = "unauthorized"
     status = 401
@@ -76,44 +86,62 @@ class Unauthorized(BrokerError):
 
 
 class ScopeNotAllowed(BrokerError):
+    """The requested scope is outside the caller's allowance (never narrowed silently)."""
+
     code = "scope_not_allowed"
     status = 403
 
 
 class NotFound(BrokerError):
+    """No such route (also what a disabled caller kind's routes answer)."""
+
     code = "not_found"
     status = 404
 
 
 class MethodNotAllowed(BrokerError):
+    """The route exists but not for this method; see the Allow header."""
+
     code = "method_not_allowed"
     status = 405
 
 
 class BodyTooLarge(BrokerError):
+    """The request body is above max_body_bytes."""
+
     code = "body_too_large"
     status = 413
 
 
 class UnsupportedMediaType(BrokerError):
+    """A body was sent without Content-Type: application/json."""
+
     code = "unsupported_media_type"
     status = 415
 
 
 class NotReady(BrokerError):
+    """A readiness check failed (see /readyz)."""
+
     code = "not_ready"
     status = 503
 
 
 class KeyStoreError(BrokerError):
+    """The key store cannot be read or changed as asked."""
+
     code = "key_store_error"
 
 
 class KeyNotFound(KeyStoreError):
+    """`keys remove` named a kid the store does not hold."""
+
     code = "key_not_found"
 
 
 class TooManyKeys(KeyStoreError):
+    """A rotation would publish more than max_published_keys."""
+
     code = "too_many_keys"
 
 

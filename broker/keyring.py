@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from broker.discovery import StaticDocument, jwks_document
+from broker.errors import KeyStoreError
 from broker.keys import KeyStore
 
 log = logging.getLogger("broker.keys")
@@ -27,7 +28,7 @@ class KeyRing:
         if self.store.stamp() != snapshot.stamp:
             try:
                 snapshot = self.store.snapshot(previous=snapshot)
-            except (OSError, ValueError) as exc:  # e.g. a PEM pruned between our two reads
+            except (OSError, ValueError, KeyStoreError) as exc:  # e.g. a PEM pruned meanwhile
                 log.warning(
                     "key store changed but could not be read yet, keeping old keys: %s", exc
                 )

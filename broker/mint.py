@@ -70,8 +70,6 @@ class Minter:
             raise TtlTooLong(
                 f"ttl_seconds {ttl} is above the {req.max_ttl} s this caller may have; ask for less"
             )
-        if ttl < 1:
-            raise TtlTooLong(f"ttl_seconds must be at least 1, got {ttl}")
         snapshot = self._ring.snapshot
         active = snapshot.active
         header = {"alg": active.alg, "kid": active.kid, "typ": "JWT"}

@@ -154,6 +154,9 @@ def document(settings: Settings, *, minting: bool) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    # The model allows the hard cap; this broker's configured cap is what callers may ask for.
+    ttl = schemas["MintBody"]["properties"]["ttl_seconds"]["anyOf"][0]
+    ttl["maximum"] = settings.max_token_ttl_seconds
     return {
         "openapi": "3.1.0",
         "info": {"title": "oidc-test-broker", "version": __version__},

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.requests import Request
 
+from broker.config import TTL_HARD_CAP
 from broker.errors import (
     BodyTooLarge,
     InvalidJson,
@@ -37,9 +38,21 @@ class SessionCreateBody(StrictBody):
     auth_token: str = Field(max_length=4096, description="The federation proof string.")
 
 
+def _json_integer(value: object) -> object:
+    # JSON Schema's "integer" includes 300.0; it does not include "300" or true.
+    if isinstance(value, bool | str):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+TtlSeconds = Annotated[
+    int, Field(strict=False, ge=60, le=TTL_HARD_CAP), BeforeValidator(_json_integer)
+]
+
+
 class MintBody(StrictBody):
     scope: str | None = Field(None, max_length=256, description="Requested scope (CI, dev).")
-    ttl_seconds: int | None = Field(None, description="Requested token lifetime in seconds.")
+    ttl_seconds: TtlSeconds | None = Field(None, description="Requested token lifetime in seconds.")
 
 
 def bearer(request: Request) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import time
@@ -21,8 +23,6 @@ from broker.config import Settings, load_settings
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No BROKER_* variable of the developer's shell leaks into a test."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("BROKER_"):
             monkeypatch.delenv(name)
@@ -66,31 +66,38 @@ def free_socket() -> socket.socket:
     return sock
 
 
-@pytest.fixture
-def live_broker(make_settings: Callable[..., Settings]) -> Iterator[StartBroker]:
-    """Start brokers in threads; the port is bound first so the issuer can name it."""
-    started: list[tuple[_Server, threading.Thread, httpx.Client]] = []
-
-    def start(*, issuer: str | None = None, **overrides: Any) -> LiveBroker:
-        sock = free_socket()
-        port = sock.getsockname()[1]
-        settings = make_settings(oidc_issuer=issuer or f"http://127.0.0.1:{port}", **overrides)
-        app = create_app(settings)
-        server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
+@contextlib.contextmanager
+def serving(make: Callable[[str], Settings]) -> Iterator[LiveBroker]:
+    """Run a broker in a thread; the port is bound first so the issuer can name it."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    settings = make(url)
+    app = create_app(settings)
+    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
         if not server.ready.wait(10):
             raise RuntimeError("broker did not start within 10 s")
-        url = f"http://127.0.0.1:{port}"
-        client = httpx.Client(base_url=url, timeout=10)
-        started.append((server, thread, client))
-        return LiveBroker(url=url, settings=settings, app=app, client=client)
-
-    yield start
-    for server, thread, client in started:
-        client.close()
+        with httpx.Client(base_url=url, timeout=10) as client:
+            yield LiveBroker(url=url, settings=settings, app=app, client=client)
+    finally:
         server.should_exit = True
         thread.join(10)
+        sock.close()
+
+
+@pytest.fixture
+def live_broker(make_settings: Callable[..., Settings]) -> Iterator[StartBroker]:
+    with contextlib.ExitStack() as stack:
+
+        def start(*, issuer: str | None = None, **overrides: Any) -> LiveBroker:
+            return stack.enter_context(
+                serving(lambda url: make_settings(oidc_issuer=issuer or url, **overrides))
+            )
+
+        yield start
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

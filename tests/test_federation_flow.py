@@ -109,14 +109,16 @@ def test_rs256_tokens_verify(live_broker: StartBroker) -> None:
     assert verify(broker, token)["iss"] == broker.url
 
 
-def test_ttl_can_be_shortened_and_is_capped(broker: LiveBroker) -> None:
+def test_ttl_can_be_shortened_and_is_capped(live_broker: StartBroker) -> None:
+    broker = live_broker(max_token_ttl_seconds=600)
     auth = {"Authorization": f"Bearer {session(broker)['session']}"}
     short = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 120})
     claims = verify(broker, short.json()["jwt"])
     assert claims["exp"] - claims["iat"] == 120  # type: ignore[operator]
-    long = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 3601})
-    assert long.status_code == 400
-    assert long.json()["error"] == "ttl_too_long"
+    long = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 900})
+    assert (long.status_code, long.json()["error"]) == (400, "ttl_too_long")
+    beyond_aws = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 3601})
+    assert (beyond_aws.status_code, beyond_aws.json()["error"]) == (400, "invalid_request")
 
 
 def test_session_cannot_mint_another_wallet(broker: LiveBroker) -> None:

@@ -1,0 +1,96 @@
+"""The CLI surface: --help with an example everywhere, --json shapes, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from broker.cli import main
+
+COMMANDS = [[], ["serve"], ["keys"], ["keys", "list"], ["keys", "rotate"], ["keys", "remove"]]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "test-broker")
+def test_every_command_has_help_with_an_example(args: list[str]) -> None:
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output
+
+
+def test_console_script_is_installed_and_fast_to_load() -> None:
+    out = subprocess.run(
+        [Path(sys.executable).parent / "test-broker", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "serve" in out.stdout
+    # --help must not import the server stack (keeps every command snappy)
+    probe = "import sys, broker.cli; print('uvicorn' in sys.modules, 'boto3' in sys.modules)"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.split() == ["False", "False"]
+
+
+def test_keys_list_json_shape(tmp_path: Path) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    assert runner.invoke(main, ["keys", "rotate"], env=env).exit_code == 0
+    result = runner.invoke(main, ["keys", "list", "--json"], env=env)
+    assert result.exit_code == 0
+    keys = json.loads(result.output)["keys"]
+    assert sorted(k["state"] for k in keys) == ["active", "next", "retiring"]
+    for key in keys:
+        assert set(key) == {
+            "kid",
+            "alg",
+            "state",
+            "created_at",
+            "activated_at",
+            "retire_after",
+            "published",
+        }
+
+
+def test_keys_list_table(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    runner.invoke(main, ["keys", "rotate"], env=env)
+    lines = runner.invoke(main, ["keys", "list"], env=env).output.splitlines()
+    assert lines[0].split() == ["KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRE", "AFTER"]
+    assert [line.split()[2] for line in lines[2:]] == ["next", "active", "retiring"]
+
+
+def test_unknown_kid_exits_1_with_json_error(tmp_path: Path) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    CliRunner().invoke(main, ["keys", "rotate"], env=env)
+    result = CliRunner().invoke(main, ["keys", "remove", "nope", "--json"], env=env)
+    assert result.exit_code == 1
+    assert json.loads(result.output)["error"] == "key_not_found"
+
+
+def test_bad_config_exits_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["keys", "list"], env={"BROKER_OIDC_ISSUER": "http://example.com"}
+    )
+    assert result.exit_code == 2
+    assert "must use https" in result.output
+
+
+def test_python_dash_m_equals_console_script() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "broker", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ},
+    )
+    assert "version" in out.stdout
