@@ -92,7 +92,8 @@ def serve(config_file: Path | None, host: str | None, port: int | None, check: b
       BROKER_OIDC_ISSUER=http://127.0.0.1:9123 test-broker serve
       test-broker serve --config /etc/test-broker/config.toml --check
     """
-    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     settings = load_settings(config_file, **overrides)
     listen_host, listen_port = settings.listen_address
     kinds = "federation-proof" if settings.federation_enabled else "none (inert)"

@@ -6,7 +6,6 @@ committed README differs from what this renders.
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -46,10 +45,12 @@ SECTIONS = {"config-table": config_table, "error-table": error_table}
 
 def render(text: str) -> str:
     for name, make in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)", re.S)
-        if not pattern.search(text):
-            raise ValueError(f"README lacks the <!-- {name} --> ... <!-- /{name} --> markers")
-        text = pattern.sub(lambda m, t=make(): m.group(1) + t + "\n" + m.group(2), text)
+        start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
+        head, found_start, rest = text.partition(start)
+        _, found_end, tail = rest.partition(end)
+        if not (found_start and found_end):
+            raise ValueError(f"README lacks the {start.strip()} ... {end} markers")
+        text = f"{head}{start}{make()}\n{end}{tail}"
     return text
 
 

@@ -41,7 +41,7 @@ class SessionCreateBody(StrictBody):
 def _json_integer(value: object) -> object:
     # JSON Schema's "integer" includes 300.0; it does not include "300" or true.
     if isinstance(value, bool | str):
-        raise ValueError("must be a JSON integer")
+        raise ValueError("must be a JSON integer")  # noqa: TRY004 - pydantic wants ValueError
     return value
 
 
