@@ -209,3 +209,12 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
       test-broker keys remove 70ujgvmh9guqWZ8JEWe1NQ1AMOhRx4jQOHWoBVKrWeU
     """
     _print_keys(_store(config_file).remove(kid, int(time.time())), as_json)
+
+
+# Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.
+from broker.cli_aws import policy, verify
+from broker.cli_doctor import doctor
+
+main.add_command(doctor)
+main.add_command(policy)
+main.add_command(verify)

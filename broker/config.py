@@ -129,6 +129,27 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Largest request body accepted."
     )
+    aws_account_id: str | None = Field(
+        None, pattern=r"^[0-9]{12}$", description="AWS account of the test role and bucket."
+    )
+    test_role_name: str | None = Field(
+        None,
+        pattern=r"^[\w+=,.@-]{1,64}$",
+        description="IAM test role; when set, every token pins it (`https://aws.amazon.com/roles`).",
+    )
+    test_bucket: str | None = Field(
+        None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="S3 test bucket."
+    )
+    test_marker: str = Field(
+        "oidc-test",
+        min_length=3,
+        description="Role and bucket names must contain it, so nothing can point at production.",
+    )
+    seaweedfs_tags_claim: bool = Field(
+        False,
+        description="Also emit the flat `https://aws.amazon.com/tags/principal_tags` claim "
+        "SeaweedFS reads (AWS's reaction to it is unverified).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -183,6 +204,15 @@ class Settings(BaseSettings):
             )
         if self.scope_tag.lower() == self.caller_tag.lower():
             raise ValueError("scope_tag and caller_tag must differ (STS tag keys ignore case)")
+        for name in ("test_role_name", "test_bucket"):
+            value = getattr(self, name)
+            if value is not None and self.test_marker not in value:
+                raise ValueError(
+                    f"{name} {value!r} does not contain test_marker {self.test_marker!r}: "
+                    "only resources named as test resources may be configured"
+                )
+        if self.test_role_name and not self.aws_account_id:
+            raise ValueError("test_role_name needs aws_account_id to form the role ARN")
         public = not self.issuer_is_loopback
         if self.federation_proof and public and not self.allow_open_federation_proof:
             raise ValueError(
@@ -206,6 +236,17 @@ class Settings(BaseSettings):
     @property
     def jwks_uri(self) -> str:
         return f"{self.oidc_issuer}/.well-known/jwks.json"
+
+    @property
+    def test_role_arn(self) -> str | None:
+        if self.test_role_name is None:
+            return None
+        return f"arn:aws:iam::{self.aws_account_id}:role/{self.test_role_name}"
+
+    @property
+    def issuer_host_path(self) -> str:
+        """The issuer without its scheme: IAM's provider name and condition-key prefix."""
+        return self.oidc_issuer.split("://", 1)[1]
 
     @property
     def listen_address(self) -> tuple[str, int]:

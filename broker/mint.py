@@ -16,6 +16,9 @@ from broker.keyring import KeyRing
 
 CallerKind = Literal["fed", "ci", "dev"]
 TAGS_CLAIM = "https://aws.amazon.com/tags"
+ROLES_CLAIM = "https://aws.amazon.com/roles"
+# SeaweedFS reads session tags only from this flat claim (shared/seaweedfs.md).
+SEAWEEDFS_TAGS_CLAIM = "https://aws.amazon.com/tags/principal_tags"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +54,7 @@ class Minter:
         s = self._settings
         tags = {s.scope_tag: [req.scope], s.caller_tag: [req.kind]}
         tags.update({k: [v] for k, v in req.extra_tags.items()})
-        return {
+        claims = {
             "iss": s.oidc_issuer,
             "sub": s.sub_template.replace("{scope}", req.scope),
             "aud": s.audience,
@@ -63,6 +66,13 @@ class Minter:
             s.scope_tag: req.scope,
             TAGS_CLAIM: {"principal_tags": tags, "transitive_tag_keys": [s.scope_tag]},
         }
+        if s.test_role_arn:
+            # STS enforces the pin before the trust policy: even a production role that wrongly
+            # trusted this issuer cannot be assumed with these tokens.
+            claims[ROLES_CLAIM] = [s.test_role_arn]
+        if s.seaweedfs_tags_claim:
+            claims[SEAWEEDFS_TAGS_CLAIM] = tags
+        return claims
 
     def mint(self, req: MintRequest, *, ttl: int | None, now: int) -> MintResult:
         ttl = self._settings.token_ttl_seconds if ttl is None else ttl
@@ -75,17 +85,18 @@ class Minter:
         header = {"alg": active.alg, "kid": active.kid, "typ": "JWT"}
         claims = self.claims(req, ttl, now, secrets.token_urlsafe(16))
         token = jwt.encode(header, claims, snapshot.signing_key, algorithms=[active.alg])
-        findings = sts_rules.blocking(
-            sts_rules.check_token(
-                header,
-                claims,
-                token_length=len(token),
-                issuer=self._settings.oidc_issuer,
-                audiences=self._audiences,
-                now=now,
-                max_lifetime=self._settings.max_token_ttl_seconds,
-            )
+        findings = sts_rules.check_token(
+            header,
+            claims,
+            token_length=len(token),
+            issuer=self._settings.oidc_issuer,
+            audiences=self._audiences,
+            now=now,
+            max_lifetime=self._settings.max_token_ttl_seconds,
         )
+        if self._settings.test_role_arn:
+            findings += sts_rules.check_roles_claim(claims, role_arn=self._settings.test_role_arn)
+        findings = sts_rules.blocking(findings)
         if findings:
             first = findings[0]
             raise StsRuleViolation(

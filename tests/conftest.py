@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 import uvicorn
 
 from broker.app import WellKnownFront, create_app
@@ -66,35 +68,60 @@ def free_socket() -> socket.socket:
     return sock
 
 
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    """A throwaway CA; brokers served with it are https issuers on loopback."""
+    return trustme.CA()
+
+
 @contextlib.contextmanager
-def serving(make: Callable[[str], Settings]) -> Iterator[LiveBroker]:
+def serving(
+    make: Callable[[str], Settings], *, tls: trustme.CA | None = None
+) -> Iterator[LiveBroker]:
     """Run a broker in a thread; the port is bound first so the issuer can name it."""
     sock = free_socket()
     port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     settings = make(url)
     app = create_app(settings)
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        if not server.ready.wait(10):
-            raise RuntimeError("broker did not start within 10 s")
-        with httpx.Client(base_url=url, timeout=10) as client:
-            yield LiveBroker(url=url, settings=settings, app=app, client=client)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with contextlib.ExitStack() as stack:
+        ssl_files: dict[str, Any] = {}
+        verify: Any = True
+        if tls is not None:
+            pem = tls.issue_cert("127.0.0.1").private_key_and_cert_chain_pem
+            chain = str(stack.enter_context(pem.tempfile()))
+            ssl_files = {"ssl_keyfile": chain, "ssl_certfile": chain}
+            verify = ssl_context(tls)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, **ssl_files)
+        server = _Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            if not server.ready.wait(10):
+                raise RuntimeError("broker did not start within 10 s")
+            with httpx.Client(base_url=url, timeout=10, verify=verify) as client:
+                yield LiveBroker(url=url, settings=settings, app=app, client=client)
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            sock.close()
+
+
+def ssl_context(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
 
 
 @pytest.fixture
 def live_broker(make_settings: Callable[..., Settings]) -> Iterator[StartBroker]:
     with contextlib.ExitStack() as stack:
 
-        def start(*, issuer: str | None = None, **overrides: Any) -> LiveBroker:
+        def start(
+            *, issuer: str | None = None, tls: trustme.CA | None = None, **overrides: Any
+        ) -> LiveBroker:
             return stack.enter_context(
-                serving(lambda url: make_settings(oidc_issuer=issuer or url, **overrides))
+                serving(lambda url: make_settings(oidc_issuer=issuer or url, **overrides), tls=tls)
             )
 
         yield start

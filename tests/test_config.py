@@ -120,3 +120,22 @@ def test_serve_check_refuses_bad_config(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "oidc_issuer" in bad.stderr
     assert "must use https" in bad.stderr
+
+
+def test_test_resources_must_carry_the_marker() -> None:
+    with pytest.raises(ConfigError, match="test_marker"):
+        load_settings(environ={}, aws_account_id="123456789012", test_role_name="prod-admin")
+    with pytest.raises(ConfigError, match="test_marker"):
+        load_settings(environ={}, test_bucket="prod-data")
+    s = load_settings(
+        environ={},
+        aws_account_id="123456789012",
+        test_role_name="oidc-test-ci",
+        test_bucket="oidc-test-b",
+    )
+    assert s.test_role_arn == "arn:aws:iam::123456789012:role/oidc-test-ci"
+
+
+def test_role_needs_an_account() -> None:
+    with pytest.raises(ConfigError, match="aws_account_id"):
+        load_settings(environ={}, test_role_name="oidc-test-ci")

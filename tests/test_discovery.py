@@ -80,3 +80,9 @@ def test_other_methods_get_405_with_allow(broker: LiveBroker, method: str) -> No
     assert resp.status_code == 405
     assert resp.headers["allow"] == "GET, HEAD"
     assert resp.json()["error"] == "method_not_allowed"
+
+
+def test_https_loopback_issuer_serves_over_tls(live_broker: StartBroker, tls_ca) -> None:  # type: ignore[no-untyped-def]
+    broker = live_broker(tls=tls_ca)
+    assert broker.url.startswith("https://127.0.0.1:")
+    assert broker.client.get(DISCOVERY).json()["jwks_uri"] == f"{broker.url}/.well-known/jwks.json"

@@ -47,3 +47,28 @@ def test_a_token_breaking_a_rule_is_refused_naming_the_rule(live_broker: StartBr
     assert body["error"] == "sts_rule_violation"
     assert "token.length" in body["message"]
     assert "jwt" not in body
+
+
+def test_configured_test_role_is_pinned_in_every_token(live_broker: StartBroker) -> None:
+    broker = live_broker(aws_account_id="123456789012", test_role_name="oidc-test-role")
+    token = mint_response(broker).json()["jwt"]
+    claims = pyjwt.decode(token, options={"verify_signature": False})
+    assert claims["https://aws.amazon.com/roles"] == [
+        "arn:aws:iam::123456789012:role/oidc-test-role"
+    ]
+
+
+def test_seaweedfs_flat_tags_claim_is_off_by_default_and_mirrors_the_tags(
+    live_broker: StartBroker,
+) -> None:
+    plain = pyjwt.decode(
+        mint_response(live_broker()).json()["jwt"], options={"verify_signature": False}
+    )
+    assert "https://aws.amazon.com/tags/principal_tags" not in plain
+    assert "https://aws.amazon.com/roles" not in plain
+    flat = pyjwt.decode(
+        mint_response(live_broker(seaweedfs_tags_claim=True)).json()["jwt"],
+        options={"verify_signature": False},
+    )
+    nested = flat["https://aws.amazon.com/tags"]["principal_tags"]
+    assert flat["https://aws.amazon.com/tags/principal_tags"] == nested
