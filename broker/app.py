@@ -21,30 +21,30 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker import openapi
+from broker.audit import AuditLog
+from broker.callers import Callers
 from broker.config import Settings
-from broker.discovery import (
-    CACHE_CONTROL,
-    DISCOVERY_PATH,
-    JWKS_PATH,
-    StaticDocument,
-    discovery_document,
-)
+from broker.discovery import DISCOVERY_PATH, JWKS_PATH, discovery_document
 from broker.errors import (
     BrokerError,
     MethodNotAllowed,
     NotFound,
     NotReady,
-    ScopeNotAllowed,
+    RateLimited,
+    Unauthorized,
 )
 from broker.federation import FederationProof, load_secret
 from broker.files import private_dir
 from broker.keyring import KeyRing
 from broker.keys import KeyPolicy, KeyStore
-from broker.mint import Minter, MintRequest
-from broker.request_input import MintBody, SessionCreateBody, bearer, json_body
+from broker.metrics import CONTENT_TYPE, Metrics
+from broker.mint import Minter
+from broker.mint_api import MintApi
+from broker.store import connect
+from broker.wellknown import WellKnownFront
 
 log = logging.getLogger("broker")
 Clock = Callable[[], int]
@@ -78,64 +78,27 @@ class Broker:
     def __init__(self, settings: Settings, clock: Clock = _now) -> None:
         self.settings = settings
         self.clock = clock
+        self.metrics = Metrics()
         private_dir(settings.data_dir)
         store = key_store(settings)
         store.ensure(clock())
         self.ring = KeyRing(store, clock())
         self.discovery = discovery_document(settings)
-        self.minter = Minter(settings, self.ring)
-        self.federation = (
+        federation = (
             FederationProof(load_secret(settings.data_dir), settings.session_ttl_seconds)
             if settings.federation_enabled
             else None
         )
+        conn = connect(settings.data_dir) if settings.credential_minting else None
+        self.callers = Callers(settings, federation, conn)
+        self.audit = AuditLog(settings.data_dir)
+        self.api = MintApi(
+            settings, self.callers, Minter(settings, self.ring), self.audit, self.metrics, clock
+        )
 
     @property
     def minting_enabled(self) -> bool:
-        return self.federation is not None
-
-    # -- endpoints ---------------------------------------------------------------------------
-
-    async def session_create(self, request: Request) -> Response:
-        assert self.federation is not None  # noqa: S101 - route mounted only when enabled
-        body = await json_body(
-            request, SessionCreateBody, self.settings.max_body_bytes, optional=False
-        )
-        session = self.federation.create_session(body.auth_token, self.clock())
-        return JSONResponse({"session": session.bearer, "wallet": session.wallet})
-
-    async def mint(self, request: Request) -> Response:
-        assert self.federation is not None  # noqa: S101 - route mounted only when enabled
-        token = bearer(request)
-        body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
-        now = self.clock()
-        session = self.federation.resolve(token, now)
-        if body.scope is not None and body.scope != session.wallet:
-            raise ScopeNotAllowed(
-                f"a federation-proof session may only mint its own wallet {session.wallet}; "
-                "omit 'scope' or send that value"
-            )
-        result = self.minter.mint(
-            MintRequest(
-                kind="fed",
-                caller_id=session.wallet,
-                scope=session.wallet,
-                max_ttl=self.settings.max_token_ttl_seconds,
-            ),
-            ttl=body.ttl_seconds,
-            now=now,
-        )
-        return JSONResponse(
-            {
-                "jwt": result.jwt,
-                "wallet": session.wallet,
-                "expiration": result.expiration,
-                "scope": result.scope,
-                "sub": result.sub,
-                "jti": result.jti,
-                "principal_tags": result.principal_tags,
-            }
-        )
+        return self.callers.enabled
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -163,21 +126,27 @@ class Broker:
     async def openapi_json(self, request: Request) -> Response:
         return JSONResponse(openapi.document(self.settings, minting=self.minting_enabled))
 
+    async def metrics_text(self, request: Request) -> Response:
+        self.metrics.published_keys.set(len(self.ring.snapshot.published(self.clock())))
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
     def routes(self) -> list[Route]:
         routes = [
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
         ]
-        if self.federation is not None:
-            routes += [
-                Route("/session/create", self.session_create, methods=["POST"]),
-                Route("/v1/mint-oidc-jwt", self.mint, methods=["POST"]),
-            ]
+        if self.callers.federation is not None:
+            routes.append(Route("/session/create", self.api.session_create, methods=["POST"]))
+        if self.minting_enabled:
+            routes.append(Route("/v1/mint-oidc-jwt", self.api.mint, methods=["POST"]))
         return routes
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.minting_enabled:
+            self.audit.start(asyncio.get_running_loop())
         task = asyncio.create_task(self._reload_keys())
         try:
             yield
@@ -185,6 +154,7 @@ class Broker:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            self.audit.stop()
 
     async def _reload_keys(self) -> None:
         # A timer, not synchronisation: the CLI may rotate keys at any moment.
@@ -206,53 +176,39 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _broker_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BrokerError)  # noqa: S101 - registered for BrokerError only
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(exc, headers)
 
 
-class WellKnownFront:
-    """Serves discovery and JWKS straight from bytes; passes everything else to Starlette."""
+class _Timed:
+    """Per-route latency for everything Starlette serves (the well-known front times its own)."""
 
-    def __init__(self, broker: Broker, inner: Starlette) -> None:
-        self.broker = broker
+    def __init__(self, inner: ASGIApp, routes: list[Route], metrics: Metrics) -> None:
         self.inner = inner
-
-    def _document(self, path: str) -> StaticDocument | None:
-        if path == DISCOVERY_PATH:
-            return self.broker.discovery
-        if path == JWKS_PATH:
-            return self.broker.ring.jwks
-        return None
+        self.paths = {r.path for r in routes}
+        self.histogram = metrics.request_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        doc = self._document(scope["path"]) if scope["type"] == "http" else None
-        if doc is None:
+        if scope["type"] != "http":
             await self.inner(scope, receive, send)
             return
-        method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            err = MethodNotAllowed(f"{method} is not allowed here; use GET, HEAD")
-            await error_response(err, {"Allow": "GET, HEAD"})(scope, receive, send)
-            return
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"cache-control", CACHE_CONTROL.encode()),
-            (b"etag", doc.etag.encode()),
-        ]
-        if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-        if if_none_match is not None and doc.matches(if_none_match.decode("latin-1")):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        headers.append((b"content-length", str(len(doc.body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else doc.body})
+        started = time.perf_counter()
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            route = scope["path"] if scope["path"] in self.paths else "other"
+            self.histogram.labels(route).observe(time.perf_counter() - started)
 
 
 def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
     broker = Broker(settings, clock)
+    routes = broker.routes()
     inner = Starlette(
-        routes=broker.routes(),
+        routes=routes,
         exception_handlers={HTTPException: _http_error, BrokerError: _broker_error},
         lifespan=broker.lifespan,
     )
@@ -263,10 +219,21 @@ def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
             "this broker can mint tokens for a mock wallet (allow_open_federation_proof = true)",
             settings.oidc_issuer,
         )
+    if not settings.rate_limits:
+        log.warning("rate limits are OFF (rate_limits = false): only for benchmarks and load tests")
+    kinds = [
+        k
+        for k, on in (
+            ("federation-proof", broker.callers.federation is not None),
+            ("credentials", settings.credential_minting),
+        )
+        if on
+    ]
     log.info(
         "issuer %s; minting %s; data in %s",
         settings.oidc_issuer,
-        "federation-proof" if broker.minting_enabled else "disabled (inert)",
+        ", ".join(kinds) or "disabled (inert)",
         os.path.abspath(settings.data_dir),
     )
-    return WellKnownFront(broker, inner)
+    documents = {DISCOVERY_PATH: lambda: broker.discovery, JWKS_PATH: lambda: broker.ring.jwks}
+    return WellKnownFront(documents, _Timed(inner, routes, broker.metrics), broker.metrics)

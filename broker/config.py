@@ -129,6 +129,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Largest request body accepted."
     )
+    credential_minting: bool = Field(
+        False, description="Mint for CI bearers and personal secrets (`test-broker credentials`)."
+    )
+    rotation_grace_seconds: int = Field(
+        3600, ge=0, le=7 * 86400, description="How long a rotated secret keeps working."
+    )
+    rate_limits: bool = Field(
+        True, description="Rate limits on; `BROKER_RATE_LIMITS=off` for benchmarks (warns)."
+    )
+    mint_rate_per_second: float = Field(20, gt=0, description="Mints per second per caller.")
+    mint_burst: int = Field(40, ge=1, description="Mint burst per caller.")
+    unauth_rate_per_second: float = Field(
+        1, gt=0, description="Failed authentications per second per client address."
+    )
+    unauth_burst: int = Field(20, ge=1, description="Failed-authentication burst per address.")
     aws_account_id: str | None = Field(
         None, pattern=r"^[0-9]{12}$", description="AWS account of the test role and bucket."
     )

@@ -4,6 +4,7 @@
     ├── BadRequest                   bad_request             400
     │   ├── InvalidJson              invalid_json            400
     │   ├── InvalidRequest           invalid_request         400
+    │   │   └── ScopeMalformed       scope_malformed         400
     │   ├── StsRuleViolation         sts_rule_violation      400
     │   └── TtlTooLong               ttl_too_long            400
     ├── Unauthorized                 unauthorized            401
@@ -13,6 +14,10 @@
     ├── BodyTooLarge                 body_too_large          413
     ├── UnsupportedMediaType         unsupported_media_type  415
     ├── NotReady                     not_ready               503
+    ├── CredentialNotFound           credential_not_found    404
+    ├── CredentialExists             credential_exists       409
+    ├── AuditUnavailable             audit_unavailable       503
+    ├── RateLimited                  rate_limited            429
     └── KeyStoreError                key_store_error         (CLI only)
         ├── KeyNotFound              key_not_found
         └── TooManyKeys              too_many_keys
@@ -143,6 +148,44 @@ class TooManyKeys(KeyStoreError):
     """A rotation would publish more than max_published_keys."""
 
     code = "too_many_keys"
+
+
+class ScopeMalformed(InvalidRequest):
+    """The requested scope or pattern breaks the scope grammar."""
+
+    code = "scope_malformed"
+
+
+class CredentialNotFound(BrokerError):
+    """No live credential has that id or name."""
+
+    code = "credential_not_found"
+    status = 404
+
+
+class CredentialExists(BrokerError):
+    """A live credential of that kind already has that name."""
+
+    code = "credential_exists"
+    status = 409
+
+
+class AuditUnavailable(BrokerError):
+    """The audit record could not be committed, so the token is withheld."""
+
+    code = "audit_unavailable"
+    status = 503
+
+
+class RateLimited(BrokerError):
+    """Too many requests from this caller or address; see Retry-After."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def all_error_classes() -> list[type[BrokerError]]:

@@ -135,7 +135,7 @@ def document(settings: Settings, *, minting: bool) -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref(SessionCreateBody)}},
                 },
                 "responses": {"200": _json(SessionCreated, "Session")}
-                | _errors(400, 401, 413, 415),
+                | _errors(400, 401, 413, 415, 429),
             }
         }
         paths["/v1/mint-oidc-jwt"] = {
@@ -146,7 +146,8 @@ def document(settings: Settings, *, minting: bool) -> dict[str, Any]:
                     "required": False,
                     "content": {"application/json": {"schema": _ref(MintBody)}},
                 },
-                "responses": {"200": _json(Minted, "Token")} | _errors(400, 401, 403, 413, 415),
+                "responses": {"200": _json(Minted, "Token")}
+                | _errors(400, 401, 403, 413, 415, 429, 503),
             }
         }
     schemas: dict[str, Any] = {}

@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from broker import openapi
-from broker.config import load_settings
+from broker.config import Settings, load_settings
 from broker.federation import FederationProof, load_secret
 from tests.conftest import LiveBroker, serving
 
@@ -39,7 +39,11 @@ schema = schemathesis.openapi.from_dict(
 
 @pytest.fixture(scope="module")
 def fuzzed_broker() -> Iterator[LiveBroker]:
-    with serving(lambda url: load_settings(environ={}, oidc_issuer=url, data_dir=DATA)) as broker:
+    # Rate limits off: schemathesis probes bad auth faster than any client should (tested apart).
+    def make(url: str) -> Settings:
+        return load_settings(environ={}, oidc_issuer=url, data_dir=DATA, rate_limits=False)
+
+    with serving(make) as broker:
         yield broker
     shutil.rmtree(DATA, ignore_errors=True)
 

@@ -1,0 +1,67 @@
+"""Who a bearer is and what it may mint: one decision for every caller kind.
+
+``fps_…`` is a federation-proof session (its wallet is its only scope), ``otb_…`` a CI or
+personal credential (a scope inside its allowance). Anything else, or a kind that is not
+enabled, is the same Unauthorized.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from broker import credentials
+from broker.config import Settings
+from broker.errors import ScopeMalformed, ScopeNotAllowed, Unauthorized
+from broker.federation import SESSION_PREFIX, FederationProof
+from broker.mint import MintRequest
+from broker.scopes import check_scope
+
+
+class Callers:
+    def __init__(
+        self,
+        settings: Settings,
+        federation: FederationProof | None,
+        conn: sqlite3.Connection | None,
+    ) -> None:
+        self._max_ttl = settings.max_token_ttl_seconds
+        self.federation = federation
+        self._conn = conn
+
+    @property
+    def enabled(self) -> bool:
+        return self.federation is not None or self._conn is not None
+
+    def resolve(self, bearer: str, scope: str | None, now: int) -> MintRequest:
+        if bearer.startswith(SESSION_PREFIX) and self.federation is not None:
+            session = self.federation.resolve(bearer, now)
+            if scope is not None and scope != session.wallet:
+                raise ScopeNotAllowed(
+                    f"a federation-proof session may only mint its own wallet {session.wallet}; "
+                    "omit 'scope' or send that value"
+                )
+            return MintRequest(
+                kind="fed", caller_id=session.wallet, scope=session.wallet, max_ttl=self._max_ttl
+            )
+        if credentials.is_credential_bearer(bearer) and self._conn is not None:
+            caller = credentials.authenticate(self._conn, bearer, now)
+            if scope is None:
+                if caller.kind == "ci":
+                    raise ScopeMalformed(
+                        f"a CI bearer must ask for a scope matching {caller.allowance.pattern}"
+                    )
+                scope = caller.home
+            check_scope(scope)
+            if not caller.allowance.allows(scope):
+                raise ScopeNotAllowed(
+                    f"scope {scope!r} is outside this credential's allowance "
+                    f"{caller.allowance.pattern!r}; ask for a scope inside it"
+                )
+            return MintRequest(
+                kind=caller.kind,
+                caller_id=caller.id,
+                scope=scope,
+                max_ttl=min(caller.max_ttl, self._max_ttl),
+                extra_tags=caller.extra_tags,
+            )
+        raise Unauthorized()

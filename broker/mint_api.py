@@ -1,0 +1,137 @@
+"""The two minting endpoints: who is calling, may they, record it durably, then answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker.audit import AuditLog
+from broker.callers import Callers
+from broker.config import Settings
+from broker.errors import BrokerError, Unauthorized
+from broker.metrics import Metrics
+from broker.mint import Minter, MintRequest, MintResult
+from broker.ratelimit import RateLimiter
+from broker.request_input import MintBody, SessionCreateBody, bearer, json_body
+from broker.store import AuditRecord
+
+log = logging.getLogger("broker.mint")
+
+
+class MintApi:
+    def __init__(
+        self,
+        settings: Settings,
+        callers: Callers,
+        minter: Minter,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.callers = callers
+        self.minter = minter
+        self.audit = audit
+        self.metrics = metrics
+        self.clock = clock
+        self.limits = settings.rate_limits
+        self.per_caller = RateLimiter(settings.mint_rate_per_second, settings.mint_burst, "mints")
+        self.per_address = RateLimiter(
+            settings.unauth_rate_per_second, settings.unauth_burst, "failed authentications"
+        )
+
+    async def session_create(self, request: Request) -> Response:
+        assert self.callers.federation is not None  # noqa: S101 - mounted only when enabled
+        client = request.client.host if request.client else "-"
+        if self.limits:
+            self.per_address.check(client, time.monotonic())
+        body = await json_body(
+            request, SessionCreateBody, self.settings.max_body_bytes, optional=False
+        )
+        try:
+            session = self.callers.federation.create_session(body.auth_token, self.clock())
+        except Unauthorized:
+            if self.limits:
+                self.per_address.spend(client, time.monotonic())
+            raise
+        return JSONResponse({"session": session.bearer, "wallet": session.wallet})
+
+    async def mint(self, request: Request) -> Response:
+        attempt = _Attempt(client=request.client.host if request.client else "-")
+        try:
+            result = await self._mint(request, attempt)
+        except BrokerError as err:
+            self.audit.note(attempt.record(err.code))
+            self.metrics.mint_total.labels(attempt.kind, err.code).inc()
+            raise
+        # The token leaves only once its audit record is on disk.
+        await self.audit.commit(attempt.record("ok", result))
+        self.metrics.mint_total.labels(attempt.kind, "ok").inc()
+        log.info(
+            "mint ok caller=%s/%s scope=%s jti=%s",
+            attempt.kind,
+            attempt.caller_id,
+            result.scope,
+            result.jti,
+        )
+        return JSONResponse(
+            {
+                "jwt": result.jwt,
+                "wallet": result.scope,
+                "expiration": result.expiration,
+                "scope": result.scope,
+                "sub": result.sub,
+                "jti": result.jti,
+                "principal_tags": result.principal_tags,
+            }
+        )
+
+    async def _mint(self, request: Request, attempt: _Attempt) -> MintResult:
+        if self.limits:
+            self.per_address.check(attempt.client, time.monotonic())
+        try:
+            token = bearer(request)
+            body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
+            now = self.clock()
+            attempt.request = self.callers.resolve(token, body.scope, now)
+        except Unauthorized:
+            if self.limits:  # only failed authentication spends the address's budget
+                self.per_address.spend(attempt.client, time.monotonic())
+            raise
+        if self.limits:
+            self.per_caller.take(attempt.request.caller_id, time.monotonic())
+        return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
+
+
+@dataclass
+class _Attempt:
+    client: str
+    started: float = field(default_factory=time.time)
+    request: MintRequest | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.request.kind if self.request else "unknown"
+
+    @property
+    def caller_id(self) -> str | None:
+        return self.request.caller_id if self.request else None
+
+    def record(self, result: str, minted: MintResult | None = None) -> AuditRecord:
+        return AuditRecord(
+            at=self.started,
+            caller_kind=self.request.kind if self.request else None,
+            caller_id=self.caller_id,
+            sub=minted.sub if minted else None,
+            scope=minted.scope if minted else self.request.scope if self.request else None,
+            jti=minted.jti if minted else None,
+            kid=minted.kid if minted else None,
+            client=self.client,
+            result=result,
+            error=None if minted else result,
+        )

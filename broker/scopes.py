@@ -1,0 +1,77 @@
+"""Scopes (the S3 key prefix a token grants) and the allowance patterns that bound them.
+
+A scope is ``/``-separated segments of ``[A-Za-z0-9_.:=+@-]`` (a strict subset of the STS tag
+charset), at most 256 characters, no empty, ``.`` or ``..`` segment. An allowance pattern is a
+scope whose segments may hold ``*`` (one or more characters within a segment) and may end in
+``/**`` (zero or more further segments). Every caller's allowance starts with a literal
+``<kind>/<name>`` prefix and names are unique per kind, so allowances of different callers
+can never overlap — nor the federation wallets (``0x…``, one segment).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from broker.errors import ScopeMalformed
+
+MAX_SCOPE = 256
+_SEGMENT = r"[A-Za-z0-9_.:=+@\-]+"
+_SCOPE = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
+_PATTERN_SEGMENT = re.compile(r"[A-Za-z0-9_.:=+@\-*]+")
+NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+WALLET = re.compile(r"0x[0-9a-f]{40}")
+
+
+def check_scope(scope: str) -> str:
+    if len(scope) > MAX_SCOPE:
+        raise ScopeMalformed(f"scope is {len(scope)} characters; at most {MAX_SCOPE}")
+    if not _SCOPE.fullmatch(scope) or any(s in (".", "..") for s in scope.split("/")):
+        raise ScopeMalformed(
+            f"scope {scope[:80]!r} is malformed: use '/'-separated segments of "
+            "A-Z a-z 0-9 _ . : = + @ -, no empty, '.' or '..' segment, no leading or trailing '/'"
+        )
+    return scope
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a credential may mint: scopes matching ``pattern``."""
+
+    pattern: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_regex", re.compile(_compile(self.pattern)))
+
+    def allows(self, scope: str) -> bool:
+        regex: re.Pattern[str] = self.__dict__["_regex"]
+        return regex.fullmatch(scope) is not None
+
+
+def _compile(pattern: str) -> str:
+    body, below = (pattern[:-3], True) if pattern.endswith("/**") else (pattern, False)
+    parts = []
+    for segment in body.split("/"):
+        if not _PATTERN_SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            raise ScopeMalformed(f"allowance pattern {pattern!r} has a bad segment {segment!r}")
+        parts.append(_SEGMENT.join(re.escape(p) for p in segment.split("*")))
+    regex = "/".join(parts)
+    return f"{regex}(?:/{_SEGMENT})*" if below else regex
+
+
+def allowance_for(kind: str, name: str, pattern: str | None) -> Allowance:
+    """The allowance of a CI or dev credential; it must stay under ``<kind>/<name>``."""
+    if not NAME.fullmatch(name):
+        raise ScopeMalformed(f"name {name!r} must be 1-63 of a-z 0-9 - (starting alphanumeric)")
+    home = f"{kind}/{name}"
+    if kind == "dev":
+        if pattern not in (None, f"{home}/**"):
+            raise ScopeMalformed(f"a personal secret's allowance is always {home}/**")
+        return Allowance(f"{home}/**")
+    chosen = pattern or f"{home}/**"
+    head = chosen.split("/")
+    if head[:2] != [kind, name] or len(head) < 3 or len(chosen) > MAX_SCOPE:
+        raise ScopeMalformed(
+            f"scope pattern {chosen!r} must start with {home}/ (e.g. {home}/pr-*/run-*)"
+        )
+    return Allowance(chosen)
