@@ -2,68 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from broker.config import ConfigError, Settings, load_settings
-from broker.errors import BrokerError
+from broker.cli_common import config_option, json_option, reports_errors, table, when
+from broker.config import Settings, load_settings
 from broker.keys import KeyRecord, KeyStore
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-config_option = click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TOML config file (default: $BROKER_CONFIG, else built-in defaults).",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-
-
-def reports_errors(func: F) -> F:
-    """Turn domain errors into one line on stderr (or JSON) and a non-zero exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(str(exc), "config_error", kwargs.get("as_json", False), code=2)
-        except BrokerError as exc:
-            _fail(exc.message, exc.code, kwargs.get("as_json", False), code=1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _fail(message: str, error: str, as_json: bool, *, code: int) -> None:
-    if as_json:
-        click.echo(json.dumps({"error": error, "message": message}))
-    else:
-        click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(c) for c in headers], *[[str(c) for c in r] for r in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _when(ts: int | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -160,7 +112,7 @@ def _print_keys(records: Sequence[KeyRecord], as_json: bool) -> None:
         return
     order = {"next": 0, "active": 1, "retiring": 2}
     rows_ = [
-        (r.kid, r.alg, r.state, _when(r.created_at), _when(r.activated_at), _when(r.retire_after))
+        (r.kid, r.alg, r.state, when(r.created_at), when(r.activated_at), when(r.retire_after))
         for r in sorted(records, key=lambda r: order[r.state])
     ]
     click.echo(table(("KID", "ALG", "STATE", "CREATED", "ACTIVATED", "RETIRE AFTER"), rows_))
@@ -213,8 +165,11 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
 
 # Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.
 from broker.cli_aws import policy, verify
+from broker.cli_credentials import audit, credentials_group
 from broker.cli_doctor import doctor
 
+main.add_command(credentials_group)
+main.add_command(audit)
 main.add_command(doctor)
 main.add_command(policy)
 main.add_command(verify)

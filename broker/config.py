@@ -30,7 +30,7 @@ DEFAULT_ISSUER = "http://127.0.0.1:8080"
 TTL_HARD_CAP = 3600
 # AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
 PUBLISHED_KEYS_HARD_CAP = 10
-_TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+\-@]{1,128}")
+TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+\-@]{1,128}")
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
 
@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     @field_validator("scope_tag", "caller_tag")
     @classmethod
     def _tag_key_shape(cls, value: str) -> str:
-        if not _TAG_KEY.fullmatch(value) or value.lower().startswith("aws:"):
+        if not TAG_KEY.fullmatch(value) or value.lower().startswith("aws:"):
             raise ValueError(
                 f"{value!r} is not a usable STS tag key: 1-128 of A-Z a-z 0-9 _ . : / = + - @, "
                 "not starting with 'aws:'"

@@ -1,0 +1,120 @@
+"""Credentials: printed once, stored hashed, verified in constant time, identical 401s, rotation."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from broker.cli import main
+from tests.conftest import LiveBroker, StartBroker
+
+MINT = "/v1/mint-oidc-jwt"
+
+
+def cli(data: Path, *args: str) -> dict[str, object]:
+    result = CliRunner().invoke(main, [*args, "--json"], env={"BROKER_DATA_DIR": str(data)})
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)  # type: ignore[no-any-return]
+
+
+def mint(broker: LiveBroker, secret: str, **body: object):  # type: ignore[no-untyped-def]
+    return broker.client.post(MINT, headers={"Authorization": f"Bearer {secret}"}, json=body)
+
+
+@pytest.fixture
+def broker(live_broker: StartBroker) -> LiveBroker:
+    return live_broker(credential_minting=True)
+
+
+def test_new_secret_is_printed_once_with_a_scannable_prefix(broker: LiveBroker) -> None:
+    data = broker.settings.data_dir
+    added = cli(data, "credentials", "add", "--kind", "ci", "--name", "web")
+    secret = str(added["secret"])
+    assert re.fullmatch(r"otb_ci_[0-9a-f]{12}_[A-Za-z0-9_-]{43}", secret)
+    assert {"id", "kind", "name", "scope_pattern", "max_ttl"} <= set(added)
+    listing = json.dumps(cli(data, "credentials", "list"))
+    assert secret not in listing
+    assert "secret" not in listing
+    assert "hash" not in listing
+    # only a hash is stored: the secret's bytes appear nowhere in the data dir
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_unknown_wrong_revoked_and_expired_get_identical_401(broker: LiveBroker) -> None:
+    data = broker.settings.data_dir
+    good = str(cli(data, "credentials", "add", "--kind", "dev", "--name", "alice")["secret"])
+    revoked = cli(data, "credentials", "add", "--kind", "dev", "--name", "bob")
+    cli(data, "credentials", "revoke", str(revoked["id"]))
+    expired = cli(
+        data, "credentials", "add", "--kind", "dev", "--name", "carol", "--expires-in-days", "0"
+    )
+    prefix, _, rest = good.rpartition("_")
+    bad = {
+        "unknown id": "otb_dev_000000000000_" + rest,
+        "wrong secret": prefix + "_" + ("A" * 43),
+        "revoked": str(revoked["secret"]),
+        "expired": str(expired["secret"]),
+        "kind mismatch": good.replace("otb_dev_", "otb_ci_"),
+        "not a credential": "hello",
+    }
+    assert mint(broker, good).status_code == 200
+    answers = {name: mint(broker, secret) for name, secret in bad.items()}
+    reference = answers["unknown id"]
+    assert reference.status_code == 401
+    for name, resp in answers.items():
+        assert (resp.status_code, resp.content, resp.headers.get("www-authenticate")) == (
+            reference.status_code,
+            reference.content,
+            reference.headers.get("www-authenticate"),
+        ), name
+
+
+def test_rotation_keeps_the_old_secret_for_the_grace_period(broker: LiveBroker) -> None:
+    data = broker.settings.data_dir
+    old = str(cli(data, "credentials", "add", "--kind", "dev", "--name", "dana")["secret"])
+    rotated = cli(data, "credentials", "rotate", "dana", "--grace", "3600")
+    new = str(rotated["secret"])
+    assert new != old
+    assert mint(broker, old).status_code == 200
+    assert mint(broker, new).status_code == 200
+    cli(data, "credentials", "rotate", "dana", "--grace", "0")
+    assert mint(broker, new).status_code == 401  # the previous secret with no grace left
+
+
+def test_list_shows_last_use_and_expiry(broker: LiveBroker) -> None:
+    data = broker.settings.data_dir
+    secret = str(
+        cli(
+            data, "credentials", "add", "--kind", "dev", "--name", "erin", "--expires-in-days", "30"
+        )["secret"]
+    )
+    assert mint(broker, secret).status_code == 200
+    [row] = cli(data, "credentials", "list")["credentials"]  # type: ignore[misc]
+    assert row["last_used_at"] is not None
+    assert row["expires_at"] > row["created_at"]
+    table = CliRunner().invoke(main, ["credentials", "list"], env={"BROKER_DATA_DIR": str(data)})
+    assert "LAST USED" in table.output
+    assert "erin" in table.output
+
+
+def test_duplicate_live_name_is_refused(broker: LiveBroker) -> None:
+    data = broker.settings.data_dir
+    cli(data, "credentials", "add", "--kind", "ci", "--name", "api")
+    result = CliRunner().invoke(
+        main,
+        ["credentials", "add", "--kind", "ci", "--name", "api", "--json"],
+        env={"BROKER_DATA_DIR": str(data)},
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.output)["error"] == "credential_exists"
+
+
+def test_credential_bearers_are_404_unless_enabled(live_broker: StartBroker) -> None:
+    inert = live_broker(issuer="https://oidc.example.com")
+    assert mint(inert, "otb_ci_000000000000_x").status_code == 404

@@ -1,0 +1,94 @@
+"""CI bearers mint inside their pattern, personal secrets under dev/<name>; never narrowed silently."""
+
+from __future__ import annotations
+
+import jwt as pyjwt
+import pytest
+
+from tests.conftest import LiveBroker, StartBroker
+from tests.test_credentials import cli, mint
+
+
+@pytest.fixture
+def broker(live_broker: StartBroker) -> LiveBroker:
+    return live_broker(credential_minting=True)
+
+
+@pytest.fixture
+def ci_secret(broker: LiveBroker) -> str:
+    return str(
+        cli(
+            broker.settings.data_dir,
+            "credentials",
+            "add",
+            "--kind",
+            "ci",
+            "--name",
+            "web",
+            "--scope-pattern",
+            "ci/web/pr-*/run-*",
+            "--max-ttl",
+            "900",
+            "--tag",
+            "team=platform",
+        )["secret"]
+    )
+
+
+def claims(resp) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    assert resp.status_code == 200, resp.text
+    return pyjwt.decode(resp.json()["jwt"], options={"verify_signature": False})  # type: ignore[no-any-return]
+
+
+def test_ci_mints_inside_its_pattern(broker: LiveBroker, ci_secret: str) -> None:
+    resp = mint(broker, ci_secret, scope="ci/web/pr-12/run-34")
+    body = resp.json()
+    assert body["scope"] == "ci/web/pr-12/run-34"
+    tags = claims(resp)["https://aws.amazon.com/tags"]["principal_tags"]  # type: ignore[index]
+    assert tags == {
+        "agentkeys_user_wallet": ["ci/web/pr-12/run-34"],
+        "caller": ["ci"],
+        "team": ["platform"],
+    }
+    assert body["principal_tags"] == tags
+
+
+@pytest.mark.parametrize(
+    "scope", ["ci/web/pr-12", "ci/web/pr-12/run-34/x", "ci/api/pr-1/run-1", "dev/web", "0xdeadbeef"]
+)
+def test_ci_outside_its_pattern_is_403(broker: LiveBroker, ci_secret: str, scope: str) -> None:
+    resp = mint(broker, ci_secret, scope=scope)
+    assert (resp.status_code, resp.json()["error"]) == (403, "scope_not_allowed")
+
+
+@pytest.mark.parametrize(
+    "scope", ["ci/web/pr-1/../run-1", "/ci/web", "ci/web/", "ci//web", "ci/web/pr 1", "a" * 300]
+)
+def test_malformed_scope_is_400(broker: LiveBroker, ci_secret: str, scope: str) -> None:
+    resp = mint(broker, ci_secret, scope=scope)
+    assert resp.status_code == 400
+    assert resp.json()["error"] in ("scope_malformed", "invalid_request")
+
+
+def test_ci_must_name_a_scope(broker: LiveBroker, ci_secret: str) -> None:
+    resp = mint(broker, ci_secret)
+    assert (resp.status_code, resp.json()["error"]) == (400, "scope_malformed")
+
+
+def test_ttl_above_the_credential_cap_is_refused(broker: LiveBroker, ci_secret: str) -> None:
+    resp = mint(broker, ci_secret, scope="ci/web/pr-1/run-1", ttl_seconds=1800)
+    assert (resp.status_code, resp.json()["error"]) == (400, "ttl_too_long")
+    ok = claims(mint(broker, ci_secret, scope="ci/web/pr-1/run-1", ttl_seconds=900))
+    assert ok["exp"] - ok["iat"] == 900  # type: ignore[operator]
+
+
+def test_dev_gets_its_home_by_default_and_sub_prefixes(broker: LiveBroker) -> None:
+    secret = str(
+        cli(broker.settings.data_dir, "credentials", "add", "--kind", "dev", "--name", "alice")[
+            "secret"
+        ]
+    )
+    assert mint(broker, secret).json()["scope"] == "dev/alice"
+    assert mint(broker, secret, scope="dev/alice/exp-1").json()["scope"] == "dev/alice/exp-1"
+    assert mint(broker, secret, scope="dev/alice2").status_code == 403
+    assert claims(mint(broker, secret))["sub"] == "agentkeys:agent:dev/alice"
