@@ -8,12 +8,13 @@ enabled, is the same Unauthorized.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 
 from broker import credentials
 from broker.config import Settings
 from broker.errors import ScopeMalformed, ScopeNotAllowed, Unauthorized
 from broker.federation import SESSION_PREFIX, FederationProof
-from broker.mint import MintRequest
+from broker.mint import CallerKind, MintRequest
 from broker.scopes import check_scope
 
 
@@ -32,36 +33,52 @@ class Callers:
     def enabled(self) -> bool:
         return self.federation is not None or self._conn is not None
 
-    def resolve(self, bearer: str, scope: str | None, now: int) -> MintRequest:
+    def authenticate(self, bearer: str, now: int) -> Who:
         if bearer.startswith(SESSION_PREFIX) and self.federation is not None:
             session = self.federation.resolve(bearer, now)
-            if scope is not None and scope != session.wallet:
+            return Who(kind="fed", caller_id=session.wallet, credential=None)
+        if credentials.is_credential_bearer(bearer) and self._conn is not None:
+            caller = credentials.authenticate(self._conn, bearer, now)
+            return Who(kind=caller.kind, caller_id=caller.id, credential=caller)
+        raise Unauthorized()
+
+    def authorize(self, who: Who, scope: str | None) -> MintRequest:
+        """The mint request ``who`` may make for ``scope``; refused, never narrowed."""
+        caller = who.credential
+        if caller is None:  # a federation session: its wallet is its only scope
+            if scope is not None and scope != who.caller_id:
                 raise ScopeNotAllowed(
-                    f"a federation-proof session may only mint its own wallet {session.wallet}; "
+                    f"a federation-proof session may only mint its own wallet {who.caller_id}; "
                     "omit 'scope' or send that value"
                 )
             return MintRequest(
-                kind="fed", caller_id=session.wallet, scope=session.wallet, max_ttl=self._max_ttl
+                kind="fed", caller_id=who.caller_id, scope=who.caller_id, max_ttl=self._max_ttl
             )
-        if credentials.is_credential_bearer(bearer) and self._conn is not None:
-            caller = credentials.authenticate(self._conn, bearer, now)
-            if scope is None:
-                if caller.kind == "ci":
-                    raise ScopeMalformed(
-                        f"a CI bearer must ask for a scope matching {caller.allowance.pattern}"
-                    )
-                scope = caller.home
-            check_scope(scope)
-            if not caller.allowance.allows(scope):
-                raise ScopeNotAllowed(
-                    f"scope {scope!r} is outside this credential's allowance "
-                    f"{caller.allowance.pattern!r}; ask for a scope inside it"
+        if scope is None:
+            if caller.kind == "ci":
+                raise ScopeMalformed(
+                    f"a CI bearer must ask for a scope matching {caller.allowance.pattern}"
                 )
-            return MintRequest(
-                kind=caller.kind,
-                caller_id=caller.id,
-                scope=scope,
-                max_ttl=min(caller.max_ttl, self._max_ttl),
-                extra_tags=caller.extra_tags,
+            scope = caller.home
+        check_scope(scope)
+        if not caller.allowance.allows(scope):
+            raise ScopeNotAllowed(
+                f"scope {scope!r} is outside this credential's allowance "
+                f"{caller.allowance.pattern!r}; ask for a scope inside it"
             )
-        raise Unauthorized()
+        return MintRequest(
+            kind=caller.kind,
+            caller_id=caller.id,
+            scope=scope,
+            max_ttl=min(caller.max_ttl, self._max_ttl),
+            extra_tags=caller.extra_tags,
+        )
+
+
+@dataclass(frozen=True)
+class Who:
+    """An authenticated caller, before it is known what it asks for."""
+
+    kind: CallerKind
+    caller_id: str
+    credential: credentials.Caller | None

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.audit import AuditLog
-from broker.callers import Callers
+from broker.callers import Callers, Who
 from broker.config import Settings
 from broker.errors import BrokerError, Unauthorized
 from broker.metrics import Metrics
@@ -98,13 +98,14 @@ class MintApi:
             token = bearer(request)
             body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
             now = self.clock()
-            attempt.request = self.callers.resolve(token, body.scope, now)
+            attempt.who = self.callers.authenticate(token, now)
         except Unauthorized:
             if self.limits:  # only failed authentication spends the address's budget
                 self.per_address.spend(attempt.client, time.monotonic())
             raise
         if self.limits:
-            self.per_caller.take(attempt.request.caller_id, time.monotonic())
+            self.per_caller.take(attempt.who.caller_id, time.monotonic())
+        attempt.request = self.callers.authorize(attempt.who, body.scope)
         return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
 
 
@@ -112,20 +113,21 @@ class MintApi:
 class _Attempt:
     client: str
     started: float = field(default_factory=time.time)
+    who: Who | None = None
     request: MintRequest | None = None
 
     @property
     def kind(self) -> str:
-        return self.request.kind if self.request else "unknown"
+        return self.who.kind if self.who else "unknown"
 
     @property
     def caller_id(self) -> str | None:
-        return self.request.caller_id if self.request else None
+        return self.who.caller_id if self.who else None
 
     def record(self, result: str, minted: MintResult | None = None) -> AuditRecord:
         return AuditRecord(
             at=self.started,
-            caller_kind=self.request.kind if self.request else None,
+            caller_kind=self.who.kind if self.who else None,
             caller_id=self.caller_id,
             sub=minted.sub if minted else None,
             scope=minted.scope if minted else self.request.scope if self.request else None,

@@ -1,0 +1,149 @@
+"""Every mint attempt is audited, and no token leaves before its record is on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from broker.cli import main
+from tests.conftest import LiveBroker, StartBroker, free_socket, wait_until
+
+
+def audit_rows(data: Path, result: str | None = None) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(data / "broker.sqlite3")
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute("SELECT * FROM audit ORDER BY seq").fetchall()
+    finally:
+        conn.close()
+    return [r for r in rows if result is None or r["result"] == result]
+
+
+def session(broker: LiveBroker) -> str:
+    return str(broker.client.post("/session/create", json={"auth_token": "a"}).json()["session"])
+
+
+def test_1000_concurrent_mints_have_1000_success_records(live_broker: StartBroker) -> None:
+    broker = live_broker(rate_limits=False)
+    bearer = session(broker)
+
+    async def run() -> list[str]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=broker.url, limits=limits, timeout=30) as client:
+            headers = {"Authorization": f"Bearer {bearer}"}
+            responses = await asyncio.gather(
+                *(client.post("/v1/mint-oidc-jwt", headers=headers) for _ in range(1000))
+            )
+        return [r.json()["jti"] for r in responses if r.status_code == 200]
+
+    jtis = asyncio.run(run())
+    assert len(jtis) == 1000
+    recorded = {r["jti"] for r in audit_rows(broker.settings.data_dir, "ok")}
+    assert recorded == set(jtis)
+
+
+def test_refusals_are_recorded_with_their_code(live_broker: StartBroker) -> None:
+    broker = live_broker()
+    broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": "Bearer fps_nope"})
+    good = {"Authorization": f"Bearer {session(broker)}"}
+    broker.client.post("/v1/mint-oidc-jwt", headers=good, json={"scope": "0xdeadbeef"})
+    broker.client.post("/v1/mint-oidc-jwt", headers=good)
+    # refusals are written without waiting; the success after them commits them too
+    rows = audit_rows(broker.settings.data_dir)
+    assert [(r["result"], r["caller_kind"]) for r in rows] == [
+        ("unauthorized", None),
+        ("scope_not_allowed", "fed"),
+        ("ok", "fed"),
+    ]
+    assert rows[2]["kid"]
+    assert rows[2]["sub"].startswith("agentkeys:agent:0x")
+    assert rows[0]["client"] == "127.0.0.1"
+
+
+def test_audit_command_lists_and_filters(live_broker: StartBroker) -> None:
+    broker = live_broker()
+    broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {session(broker)}"})
+    env = {"BROKER_DATA_DIR": str(broker.settings.data_dir)}
+    out = CliRunner().invoke(main, ["audit", "--caller", "fed", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    [record] = json.loads(out.output)["records"]
+    assert record["result"] == "ok"
+    later = CliRunner().invoke(
+        main, ["audit", "--since", "2999-01-01T00:00:00Z", "--json"], env=env
+    )
+    assert json.loads(later.output)["records"] == []
+    text = CliRunner().invoke(main, ["audit"], env=env).output
+    assert text.splitlines()[0].split()[:3] == ["TIME", "KIND", "CALLER"]
+
+
+@pytest.mark.integration
+def test_sigkill_mid_load_loses_no_record_of_a_delivered_token(tmp_path: Path) -> None:
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # the broker binds it itself; a real process is what SIGKILL must hit
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "BROKER_OIDC_ISSUER": url,
+        "BROKER_DATA_DIR": str(tmp_path),
+        "BROKER_RATE_LIMITS": "off",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, timeout=20)
+        bearer = httpx.post(f"{url}/session/create", json={"auth_token": "k"}).json()["session"]
+        received: list[str] = []
+        enough = threading.Event()
+
+        def load() -> None:
+            with httpx.Client(base_url=url, timeout=5) as client:
+                while True:
+                    try:
+                        resp = client.post(
+                            "/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {bearer}"}
+                        )
+                    except httpx.HTTPError:
+                        return  # the broker is gone
+                    received.append(resp.json()["jti"])
+                    if len(received) >= 200:
+                        enough.set()
+
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for t in threads:
+            t.start()
+        assert enough.wait(60)
+        os.killpg(proc.pid, signal.SIGKILL)
+        for t in threads:
+            t.join(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    recorded = {r["jti"] for r in audit_rows(tmp_path, "ok")}
+    missing = set(received) - recorded
+    assert received
+    assert missing == set()
