@@ -40,6 +40,7 @@ from broker.federation import FederationProof, load_secret
 from broker.files import private_dir
 from broker.keyring import KeyRing
 from broker.keys import KeyPolicy, KeyStore
+from broker.logs import new_request_id, request_id
 from broker.metrics import CONTENT_TYPE, Metrics
 from broker.mint import Minter
 from broker.mint_api import MintApi
@@ -184,8 +185,11 @@ async def _broker_error(request: Request, exc: Exception) -> Response:
     return error_response(exc, headers)
 
 
-class _Timed:
-    """Per-route latency for everything Starlette serves (the well-known front times its own)."""
+class _Observed:
+    """Request id and per-route latency for everything Starlette serves.
+
+    The well-known front counts its own fetches and skips this: it is the hot path.
+    """
 
     def __init__(self, inner: ASGIApp, routes: list[Route], metrics: Metrics) -> None:
         self.inner = inner
@@ -197,9 +201,11 @@ class _Timed:
             await self.inner(scope, receive, send)
             return
         started = time.perf_counter()
+        token = request_id.set(new_request_id())
         try:
             await self.inner(scope, receive, send)
         finally:
+            request_id.reset(token)
             route = scope["path"] if scope["path"] in self.paths else "other"
             self.histogram.labels(route).observe(time.perf_counter() - started)
 
@@ -236,4 +242,4 @@ def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
         os.path.abspath(settings.data_dir),
     )
     documents = {DISCOVERY_PATH: lambda: broker.discovery, JWKS_PATH: lambda: broker.ring.jwks}
-    return WellKnownFront(documents, _Timed(inner, routes, broker.metrics), broker.metrics)
+    return WellKnownFront(documents, _Observed(inner, routes, broker.metrics), broker.metrics)

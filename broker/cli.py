@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -48,7 +46,7 @@ def serve(config_file: Path | None, host: str | None, port: int | None, check: b
     overrides = {k: v for k, v in overrides.items() if v is not None}
     settings = load_settings(config_file, **overrides)
     listen_host, listen_port = settings.listen_address
-    kinds = "federation-proof" if settings.federation_enabled else "none (inert)"
+    kinds = ", ".join(settings.minting_kinds) or "none (inert)"
     if check:
         click.echo(
             f"configuration OK: issuer {settings.oidc_issuer}, minting: {kinds}, "
@@ -62,24 +60,21 @@ def _serve(settings: Settings, host: str, port: int, kinds: str) -> None:
     import uvicorn  # only `serve` pays for the server import
 
     from broker.app import create_app
+    from broker.logs import configure
 
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure(settings.log_level)
     app = create_app(settings)
     click.echo(
         f"test-broker: issuer {settings.oidc_issuer} listening on http://{host}:{port} "
-        f"(minting: {kinds})",
-        err=True,
-    )
+        f"(minting: {kinds})"
+    )  # stdout: stderr carries only JSON log lines
     uvicorn.run(
         app,
         host=host,
         port=port,
         access_log=False,  # halves throughput on the discovery path (perf-notes.md)
         log_level=settings.log_level,
+        log_config=None,  # uvicorn logs through our JSON handler too
         server_header=False,
         date_header=False,
     )

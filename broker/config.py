@@ -245,6 +245,15 @@ class Settings(BaseSettings):
         return self.issuer_is_loopback if self.federation_proof is None else self.federation_proof
 
     @property
+    def minting_kinds(self) -> list[str]:
+        """Enabled caller kinds, for people to read; empty means inert."""
+        kinds = [
+            ("federation-proof", self.federation_enabled),
+            ("credentials", self.credential_minting),
+        ]
+        return [name for name, on in kinds if on]
+
+    @property
     def open_federation_on_public_issuer(self) -> bool:
         return self.federation_enabled and not self.issuer_is_loopback
 
