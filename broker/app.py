@@ -227,18 +227,10 @@ def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
         )
     if not settings.rate_limits:
         log.warning("rate limits are OFF (rate_limits = false): only for benchmarks and load tests")
-    kinds = [
-        k
-        for k, on in (
-            ("federation-proof", broker.callers.federation is not None),
-            ("credentials", settings.credential_minting),
-        )
-        if on
-    ]
     log.info(
         "issuer %s; minting %s; data in %s",
         settings.oidc_issuer,
-        ", ".join(kinds) or "disabled (inert)",
+        ", ".join(settings.minting_kinds) or "disabled (inert)",
         os.path.abspath(settings.data_dir),
     )
     documents = {DISCOVERY_PATH: lambda: broker.discovery, JWKS_PATH: lambda: broker.ring.jwks}
