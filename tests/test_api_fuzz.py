@@ -11,13 +11,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from broker import openapi
+from broker import credentials, openapi, store
 from broker.config import Settings, load_settings
 from broker.federation import FederationProof, load_secret
 from tests.conftest import LiveBroker, serving
@@ -41,7 +43,9 @@ schema = schemathesis.openapi.from_dict(
 def fuzzed_broker() -> Iterator[LiveBroker]:
     # Rate limits off: schemathesis probes bad auth faster than any client should (tested apart).
     def make(url: str) -> Settings:
-        return load_settings(environ={}, oidc_issuer=url, data_dir=DATA, rate_limits=False)
+        return load_settings(
+            environ={}, oidc_issuer=url, data_dir=DATA, rate_limits=False, credential_minting=True
+        )
 
     with serving(make) as broker:
         yield broker
@@ -49,13 +53,30 @@ def fuzzed_broker() -> Iterator[LiveBroker]:
 
 
 @schema.auth()
-class SessionAuth:
-    """A real federation-proof session, so schemathesis fuzzes past the 401 (and probes it)."""
+class BrokerAuth:
+    """Real bearers of both kinds (a federation session, a personal secret), alternating, so
+    schemathesis fuzzes past the 401 on every caller path (and probes the 401 itself)."""
+
+    bearers: ClassVar[list[str]] = []
 
     def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> str:
-        # Called while tests are generated, before the server runs: sign with its secret directly.
-        fed = FederationProof(load_secret(DATA), session_ttl=3600)
-        return fed.create_session("fuzz", int(time.time())).bearer
+        # Called while tests are generated, before the server runs: write its state directly.
+        if not BrokerAuth.bearers:
+            fed = FederationProof(load_secret(DATA), session_ttl=3600)
+            with closing(store.connect(DATA)) as conn:
+                _, secret = credentials.add(
+                    conn,
+                    kind="dev",
+                    name="fuzz",
+                    scope_pattern=None,
+                    max_ttl=3600,
+                    extra_tags={},
+                    expires_at=None,
+                    now=int(time.time()),
+                )
+            BrokerAuth.bearers = [fed.create_session("fuzz", int(time.time())).bearer, secret]
+        BrokerAuth.bearers.reverse()
+        return BrokerAuth.bearers[0]
 
     def set(self, case: schemathesis.Case, data: str, ctx: schemathesis.AuthContext) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
