@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,7 +134,7 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
     with httpx.Client(
         base_url=opts["broker_url"] or settings.oidc_issuer,
         timeout=10,
-        verify=str(ca) if ca else True,
+        verify=ssl.create_default_context(cafile=ca) if ca else True,
     ) as client:
         if opts["token_file"] is not None:
             tokens = proof.given_token(opts["token_file"].read_text().strip())

@@ -1,0 +1,255 @@
+"""The upstream §4.5 proof on a real STS + S3 (SeaweedFS): own scope allowed, 0xdeadbeef/ denied.
+
+SeaweedFS is laxer than AWS on several token rules, so only rejections it really performs are
+asserted here; the broker's own rule tests are the authority on token shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from broker.app import key_store
+from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
+from broker.verify import token_claims
+from tests.conftest import wait_until
+from tests.integration.conftest import VerifyRun, write_token
+from tests.seaweed_harness import (
+    BROAD_ROLE,
+    BUCKET,
+    FOREIGN_PREFIX,
+    REGION,
+    UNTAGGED_TRUST_ROLE,
+    SeaweedStack,
+)
+
+pytestmark = pytest.mark.integration
+
+UPSTREAM_SCRIPT = Path(__file__).parents[1] / "scripts" / "upstream_proof.sh"
+EXPECTED = {
+    "token": "allowed",
+    "assume role": "allowed",
+    "put own": "allowed",
+    "get own": "allowed",
+    "list own": "allowed",
+    "get foreign": "denied",
+    "list foreign": "denied",
+}
+
+
+def outcomes(report: dict[str, Any]) -> dict[str, str]:
+    return {s["name"]: s["outcome"] for s in report["steps"]}
+
+
+def federation_token(seaweed: SeaweedStack, proof: str = "federation-proof") -> str:
+    client = seaweed.broker.client
+    session = client.post("/session/create", json={"auth_token": proof}).json()["session"]
+    reply = client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {session}"})
+    return str(reply.json()["jwt"])
+
+
+def sign(seaweed: SeaweedStack, claims: dict[str, Any], **header: Any) -> str:
+    """A token signed with the broker's active key (or ``key=``), with header overrides."""
+    snapshot = key_store(seaweed.settings).snapshot()
+    key = header.pop("key", snapshot.signing_key)
+    head = {"alg": snapshot.active.alg, "kid": snapshot.active.kid, "typ": "JWT"} | header
+    return jwt.encode(head, claims, key, algorithms=[head["alg"]])
+
+
+# -- each caller kind: own scope allowed, foreign denied ----------------------------------------
+
+
+def test_federation_proof_caller_is_isolated(run_verify: VerifyRun, seaweed: SeaweedStack) -> None:
+    code, report = run_verify()
+    assert (code, report["isolated"]) == (0, True), report
+    assert outcomes(report) == EXPECTED
+    assert report["scope"] == seaweed.wallet()
+    assert all(s["ms"] >= 0 for s in report["steps"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "extra", "scope"),
+    [
+        ("ci", "web", ["--scope-pattern", "ci/web/pr-*/run-*"], "ci/web/pr-12/run-34"),
+        ("dev", "alice", [], None),
+    ],
+    ids=["ci-bearer", "personal-secret"],
+)
+def test_secret_callers_are_isolated(
+    run_verify: VerifyRun,
+    broker_cli: Callable[..., str],
+    tmp_path: Path,
+    kind: str,
+    name: str,
+    extra: list[str],
+    scope: str | None,
+) -> None:
+    added = json.loads(
+        broker_cli("credentials", "add", "--kind", kind, "--name", name, *extra, "--json")
+    )
+    bearer = tmp_path / "bearer"
+    bearer.write_text(added["secret"])
+    code, report = run_verify("--bearer-file", str(bearer), *(["--scope", scope] if scope else []))
+    assert (code, report["isolated"]) == (0, True), report
+    assert report["scope"] == (scope or f"dev/{name}")
+    assert outcomes(report) == EXPECTED
+
+
+def test_upstream_proof_sequence_as_typed(
+    seaweed: SeaweedStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """curl /session/create, curl mint, jq the wallet, then assume and list with boto3's env chain."""
+    run = subprocess.run(
+        ["bash", str(UPSTREAM_SCRIPT)],
+        env={**os.environ, "BROKER": seaweed.broker.url, "CURL_CA_BUNDLE": str(seaweed.ca_file)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    out = dict(line.split("=", 1) for line in run.stdout.splitlines())
+    token_file = tmp_path / "web-identity.jwt"
+    token_file.write_text(out["JWT"])
+    for name, value in {
+        "AWS_ROLE_ARN": seaweed.role_arn(),
+        "AWS_ROLE_SESSION_NAME": "upstream-proof",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+        "AWS_ENDPOINT_URL_STS": seaweed.endpoint,
+        "AWS_ENDPOINT_URL_S3": seaweed.endpoint,
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    s3 = boto3.Session().client("s3")
+    own = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{out['WALLET']}/")
+    assert [o["Key"].split("/")[0] for o in own.get("Contents", [])] == [out["WALLET"]]
+    with pytest.raises(ClientError) as denied:
+        s3.list_objects_v2(Bucket=BUCKET, Prefix=FOREIGN_PREFIX)
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+
+
+# -- tokens SeaweedFS's STS must reject ---------------------------------------------------------
+
+
+def _unpublished_key(seaweed: SeaweedStack, claims: dict[str, Any]) -> str:
+    return sign(seaweed, claims, key=ECKey.generate_key("P-256", private=True))
+
+
+def _unknown_kid(seaweed: SeaweedStack, claims: dict[str, Any]) -> str:
+    return sign(seaweed, claims, key=ECKey.generate_key("P-256", private=True), kid="not-published")
+
+
+def _tampered(seaweed: SeaweedStack, claims: dict[str, Any]) -> str:
+    """A good token whose payload is swapped for one claiming the foreign scope."""
+    head, _, sig = sign(seaweed, claims).split(".")
+    tag = seaweed.settings.scope_tag
+    forged = claims | {SEAWEEDFS_TAGS_CLAIM: {tag: [FOREIGN_PREFIX.rstrip("/")]}}
+    payload = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
+    return f"{head}.{payload}.{sig}"
+
+
+def _wrong_aud(seaweed: SeaweedStack, claims: dict[str, Any]) -> str:
+    return sign(seaweed, claims | {"aud": "someone-else"})
+
+
+def _wrong_iss(seaweed: SeaweedStack, claims: dict[str, Any]) -> str:
+    return sign(seaweed, claims | {"iss": claims["iss"] + "/"})
+
+
+@pytest.mark.parametrize(
+    ("forge", "cause"),
+    [
+        (_unpublished_key, "signed by an unpublished key"),
+        (_unknown_kid, "kid is not in the issuer's JWKS"),
+        (_tampered, "altered after signing"),
+        (_wrong_aud, "trust policy"),
+        (_wrong_iss, "trust policy"),
+    ],
+    ids=["unpublished-key", "unknown-kid", "tampered-payload", "wrong-aud", "wrong-iss"],
+)
+def test_forged_tokens_are_refused_by_sts_and_explained(
+    seaweed: SeaweedStack,
+    run_verify: VerifyRun,
+    tmp_path: Path,
+    forge: Callable[[SeaweedStack, dict[str, Any]], str],
+    cause: str,
+) -> None:
+    claims = token_claims(federation_token(seaweed))
+    token_file = write_token(tmp_path, forge(seaweed, claims))
+    code, report = run_verify("--token-file", token_file)
+    assert (code, report["isolated"]) == (1, False)
+    steps = outcomes(report)
+    assert list(steps) == ["token", "assume role"], report
+    assert steps["assume role"] != "allowed"
+    assert cause in " ".join(report["diagnosis"]), report
+    forged_iss = token_claims(Path(token_file).read_text())["iss"]
+    assert report["next_command"] == f"test-broker doctor --issuer {forged_iss}"
+
+
+# -- key rotation -------------------------------------------------------------------------------
+
+
+def test_rotation_new_tokens_assume_and_old_ones_still_do(
+    seaweed: SeaweedStack, run_verify: VerifyRun, broker_cli: Callable[..., str], tmp_path: Path
+) -> None:
+    before = federation_token(seaweed)
+    # Twice: the second new active key was created after SeaweedFS cached the JWKS, so its STS
+    # must refetch the JWKS on the unknown kid.
+    for _ in range(2):
+        broker_cli("keys", "rotate")
+    active = key_store(seaweed.settings).snapshot().active.kid
+    wait_until(lambda: _kid(federation_token(seaweed)) == active)
+    after = federation_token(seaweed)
+    assert _kid(before) != _kid(after)
+    for token in (after, before):
+        code, report = run_verify("--token-file", write_token(tmp_path, token))
+        assert (code, report["isolated"]) == (0, True), report
+
+
+def _kid(token: str) -> str:
+    head = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["kid"])
+
+
+# -- the two misconfigurations the upstream docs warn about -------------------------------------
+
+
+def test_broad_grant_is_caught_by_the_negative_control(run_verify: VerifyRun) -> None:
+    code, report = run_verify(role=BROAD_ROLE)
+    assert (code, report["isolated"]) == (1, False)
+    assert outcomes(report) == EXPECTED | {"get foreign": "allowed"}
+    text = " ".join(report["diagnosis"])
+    assert "broader grant masks tag isolation" in text
+    assert f"s3:GetObject (or s3:*) on arn:aws:s3:::{BUCKET}/*" in text
+
+
+def test_token_without_tags_is_denied_both_ways_and_explained(
+    seaweed: SeaweedStack, run_verify: VerifyRun, tmp_path: Path
+) -> None:
+    claims = token_claims(federation_token(seaweed))
+    untagged = {k: v for k, v in claims.items() if k not in (TAGS_CLAIM, SEAWEEDFS_TAGS_CLAIM)}
+    token_file = write_token(tmp_path, sign(seaweed, untagged))
+    # A role whose trust policy does not require the tag lets it in; S3 then denies everything.
+    code, report = run_verify("--token-file", token_file, role=UNTAGGED_TRUST_ROLE)
+    assert (code, report["isolated"]) == (1, False)
+    assert outcomes(report) == EXPECTED | {n: "denied" for n in ("put own", "get own", "list own")}
+    text = " ".join(report["diagnosis"])
+    assert "both scopes are denied" in text
+    assert "the token has no tags claim" in text
+    # The rendered trust policy (Null condition on the tag) refuses the same token at STS.
+    code, report = run_verify("--token-file", token_file)
+    assert outcomes(report)["assume role"] == "denied"
+    assert "trust policy" in " ".join(report["diagnosis"])
