@@ -113,8 +113,8 @@ def iam_config(settings: Settings, ca_file: Path) -> dict[str, Any]:
     for statement in untagged_trust["Statement"]:
         # The misconfiguration: a trust policy that does not require the scope tag.
         del statement["Condition"]["Null"]
-    role = {"name": "TestRolePolicy", "document": policy.render(settings, "role")}
-    broad = {"name": "BroadGrant", "document": _BROAD_GRANT}
+    role: dict[str, Any] = {"name": "TestRolePolicy", "document": policy.render(settings, "role")}
+    broad: dict[str, Any] = {"name": "BroadGrant", "document": _BROAD_GRANT}
 
     def role_entry(name: str, trust_doc: dict[str, Any], attached: list[str]) -> dict[str, Any]:
         arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"

@@ -1,0 +1,88 @@
+"""Time verify's round trip (mint → STS → 5 S3 calls) against a local SeaweedFS.
+
+Run from the repository root: ``.venv/bin/python -m bench.verify_roundtrip [--rounds N]``.
+Prints a table and writes JSON to bench/results/ (gitignored). Goal: median < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import ssl
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+
+from broker.cli_common import table
+from broker.verify import Target, Verifier, federation_token
+from tests.seaweed_harness import BUCKET, seaweed_stack
+
+RESULTS = Path(__file__).parent / "results"
+GOAL_MEDIAN_MS = 50.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with seaweed_stack(rate_limits=False) as stack:
+        up_s = time.perf_counter() - started
+        ctx = ssl.create_default_context(cafile=str(stack.ca_file))
+        with httpx.Client(base_url=stack.broker.url, verify=ctx, timeout=10) as client:
+            target = Target(
+                role_arn=stack.role_arn(),
+                bucket=BUCKET,
+                scope_tag=stack.settings.scope_tag,
+                sts_endpoint=stack.endpoint,
+                s3_endpoint=stack.endpoint,
+            )
+            verifier = Verifier(target, federation_token(client, "federation-proof"))
+            for _ in range(args.warmup):
+                verifier.run()
+            reports = [verifier.run() for _ in range(args.rounds)]
+    if not all(r.isolated for r in reports):
+        raise SystemExit("a round was not isolated; run the integration tests for details")
+    series = {"round trip": [r.total_ms for r in reports]}
+    for i, step in enumerate(reports[0].steps):
+        series[step.name] = [r.steps[i].ms for r in reports]
+    rows = [
+        (name, f"{statistics.median(v):.2f}", f"{percentile(v, 0.99):.2f}", f"{max(v):.2f}")
+        for name, v in series.items()
+    ]
+    print(table(("STEP", "MEDIAN MS", "P99 MS", "MAX MS"), rows))
+    median = statistics.median(series["round trip"])
+    verdict = "meets" if median < GOAL_MEDIAN_MS else "MISSES"
+    goal = f"{verdict} the {GOAL_MEDIAN_MS:.0f} ms median goal"
+    print(f"\n{args.rounds} rounds; stack up in {up_s:.2f} s; {goal}")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"verify_roundtrip-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "rounds": args.rounds,
+                "goal_median_ms": GOAL_MEDIAN_MS,
+                "machine": platform.platform(),
+                "stack_up_seconds": round(up_s, 3),
+                "steps": {
+                    n: {"median_ms": statistics.median(v), "p99_ms": percentile(v, 0.99)}
+                    for n, v in series.items()
+                },
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
