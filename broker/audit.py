@@ -23,12 +23,16 @@ _MAX_BATCH = 1024
 
 
 _Item = tuple[store.AuditRecord, asyncio.Future[None] | None]
+_Batch = list[_Item]
 
 
 class AuditLog:
     def __init__(self, data_dir: Path) -> None:
         self._data_dir = data_dir
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        # Records of one event-loop iteration go to the writer together (measured: handing
+        # them over one by one made most commits a batch of one).
+        self._pending: _Batch = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -39,6 +43,8 @@ class AuditLog:
 
     def stop(self) -> None:
         if self._thread is not None:
+            if self._pending:
+                self._hand_over()
             self._queue.put(None)
             self._thread.join(30)
             self._thread = None
@@ -46,12 +52,21 @@ class AuditLog:
     async def commit(self, record: store.AuditRecord) -> None:
         """Return once the record is durable; AuditUnavailable if it cannot be."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put((record, future))
+        self._add((record, future))
         await future
 
     def note(self, record: store.AuditRecord) -> None:
         """Record without waiting (refusals: nothing is handed out that needs the proof)."""
-        self._queue.put((record, None))
+        self._add((record, None))
+
+    def _add(self, item: _Item) -> None:
+        if not self._pending and self._loop is not None:
+            self._loop.call_soon(self._hand_over)
+        self._pending.append(item)
+
+    def _hand_over(self) -> None:
+        batch, self._pending = self._pending, []
+        self._queue.put(batch)
 
     def _run(self) -> None:
         conn = store.connect(self._data_dir)
@@ -60,24 +75,24 @@ class AuditLog:
                 first = self._queue.get()
                 if first is None:
                     return
-                batch = [first]
+                batch = list(first)
                 stop = False
-                while len(batch) < _MAX_BATCH:
+                while len(batch) < _MAX_BATCH:  # whatever queued during the last commit
                     try:
-                        item = self._queue.get_nowait()
+                        more = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if item is None:
+                    if more is None:
                         stop = True
                         break
-                    batch.append(item)
+                    batch.extend(more)
                 self._write(conn, batch)
                 if stop:
                     return
         finally:
             conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+    def _write(self, conn: sqlite3.Connection, batch: _Batch) -> None:
         error: sqlite3.Error | None = None
         try:
             store.write_audit(conn, [record for record, _ in batch])

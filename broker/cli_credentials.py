@@ -197,7 +197,7 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
     with closing(conn):
         records = store.read_audit(conn, since=_parse_since(since), caller=caller)
     if as_json:
-        click.echo(json.dumps({"records": [asdict(r) for r in records]}, indent=2))
+        click.echo(json.dumps({"records": [r._asdict() for r in records]}, indent=2))
         return
     rows = [
         (

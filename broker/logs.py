@@ -6,6 +6,7 @@ module (ours, uvicorn's, a library's) logs can carry a bearer, a JWT or PEM mate
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -27,8 +28,13 @@ def redact(text: str) -> str:
     return _SECRETS.sub("[redacted]", text)
 
 
+# A random per-process prefix and a counter: unique across restarts, no syscall per request.
+_PREFIX = secrets.token_hex(4)
+_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return secrets.token_hex(8)
+    return f"{_PREFIX}{next(_COUNTER):08x}"
 
 
 class JsonFormatter(logging.Formatter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class Minter:
         self._settings = settings
         self._ring = ring
         self._audiences = (settings.audience,)
+        # jti must be unique, not secret: 96 random bits per process plus a counter.
+        self._jti_prefix = secrets.token_urlsafe(12)
+        self._jti_counter = itertools.count(1)
 
     def claims(self, req: MintRequest, ttl: int, now: int, jti: str) -> dict[str, Any]:
         s = self._settings
@@ -83,7 +87,7 @@ class Minter:
         snapshot = self._ring.snapshot
         active = snapshot.active
         header = {"alg": active.alg, "kid": active.kid, "typ": "JWT"}
-        claims = self.claims(req, ttl, now, secrets.token_urlsafe(16))
+        claims = self.claims(req, ttl, now, f"{self._jti_prefix}{next(self._jti_counter):x}")
         token = jwt.encode(header, claims, snapshot.signing_key, algorithms=[active.alg])
         findings = sts_rules.check_token(
             header,

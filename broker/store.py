@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -65,8 +65,9 @@ class CredentialRow:
     last_used_at: int | None
 
 
-@dataclass(frozen=True)
-class AuditRecord:
+class AuditRecord(NamedTuple):
+    """One mint attempt; a tuple so a batch goes to SQLite without per-field copying."""
+
     at: float
     caller_kind: str | None
     caller_id: str | None
@@ -80,7 +81,7 @@ class AuditRecord:
 
 
 _CRED_COLUMNS = ", ".join(f.name for f in fields(CredentialRow))
-_AUDIT_COLUMNS = ", ".join(f.name for f in fields(AuditRecord))
+_AUDIT_COLUMNS = ", ".join(AuditRecord._fields)
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:
@@ -118,8 +119,7 @@ def update_credential(conn: sqlite3.Connection, cred_id: str, **changes: Any) ->
 
 def write_audit(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> None:
     """One transaction for the whole batch (group commit); marks credentials as used."""
-    marks = ", ".join("?" for _ in fields(AuditRecord))
-    rows = [[getattr(r, f.name) for f in fields(AuditRecord)] for r in records]
+    marks = ", ".join("?" for _ in AuditRecord._fields)
     used = {
         (r.caller_id, int(r.at))
         for r in records
@@ -127,7 +127,7 @@ def write_audit(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> Non
     }
     conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.executemany(f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({marks})", rows)
+        conn.executemany(f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({marks})", records)
         conn.executemany(
             "UPDATE credentials SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
             [(at, cid) for cid, at in used],
