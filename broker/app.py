@@ -225,6 +225,13 @@ def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
             "this broker can mint tokens for a mock wallet (allow_open_federation_proof = true)",
             settings.oidc_issuer,
         )
+    if settings.seaweedfs_tags_claim and not settings.issuer_is_loopback:
+        log.warning(
+            "seaweedfs_tags_claim is ON for public issuer %s: tokens carry the flat "
+            "https://aws.amazon.com/tags/principal_tags claim, whose effect on AWS STS is "
+            "unverified (see deploy/seaweedfs.md)",
+            settings.oidc_issuer,
+        )
     if not settings.rate_limits:
         log.warning("rate limits are OFF (rate_limits = false): only for benchmarks and load tests")
     log.info(

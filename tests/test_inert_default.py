@@ -61,3 +61,9 @@ def test_loopback_issuer_enables_federation_without_a_warning(
     with caplog.at_level(logging.WARNING, logger="broker"):
         create_app(make_settings())
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_seaweedfs_claim_on_a_public_issuer_warns(make_settings, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.WARNING, logger="broker"):
+        create_app(make_settings(oidc_issuer=PUBLIC, seaweedfs_tags_claim=True))
+    assert any("seaweedfs_tags_claim is ON" in r.message for r in caplog.records)
