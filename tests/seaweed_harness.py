@@ -65,6 +65,7 @@ class SeaweedStack:
     workdir: Path
     log_file: Path
     admin_keys: tuple[str, str]
+    process: subprocess.Popen[bytes]
 
     @property
     def settings(self) -> Settings:
@@ -274,6 +275,7 @@ def seaweed_stack(**settings_overrides: Any) -> Iterator[SeaweedStack]:
             workdir=tmp,
             log_file=log_file,
             admin_keys=admin,
+            process=proc,
         )
         s3 = sw.admin_s3()
         _wait_ready(proc, s3, log_file)
