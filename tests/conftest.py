@@ -6,6 +6,8 @@ import contextlib
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -134,3 +136,36 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(0.02)
+
+
+def free_loopback_url() -> str:
+    """A URL whose port was free a moment ago (for brokers that bind it themselves)."""
+    with contextlib.closing(free_socket()) as sock:
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def spawn_broker(env: dict[str, str], **popen: Any) -> subprocess.Popen[str]:
+    """``test-broker serve`` as a real process (for signals and stderr); returns once it answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker", "serve"],
+        env={**os.environ, **env},
+        text=True,
+        start_new_session=True,
+        **popen,
+    )
+    url = env["BROKER_OIDC_ISSUER"]
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(lambda: up() or proc.poll() is not None, timeout=20)
+    except BaseException:
+        proc.kill()
+        raise
+    if proc.poll() is not None:
+        raise RuntimeError(f"broker exited with {proc.returncode} before answering")
+    return proc

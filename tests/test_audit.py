@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from broker.cli import main
-from tests.conftest import LiveBroker, StartBroker, free_socket, wait_until
+from tests.conftest import LiveBroker, StartBroker, free_loopback_url, spawn_broker
 
 
 def audit_rows(data: Path, result: str | None = None) -> list[sqlite3.Row]:
@@ -89,32 +88,10 @@ def test_audit_command_lists_and_filters(live_broker: StartBroker) -> None:
 
 @pytest.mark.integration
 def test_sigkill_mid_load_loses_no_record_of_a_delivered_token(tmp_path: Path) -> None:
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()  # the broker binds it itself; a real process is what SIGKILL must hit
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "BROKER_OIDC_ISSUER": url,
-        "BROKER_DATA_DIR": str(tmp_path),
-        "BROKER_RATE_LIMITS": "off",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    url = free_loopback_url()
+    env = {"BROKER_OIDC_ISSUER": url, "BROKER_DATA_DIR": str(tmp_path), "BROKER_RATE_LIMITS": "off"}
+    proc = spawn_broker(env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=20)
         bearer = httpx.post(f"{url}/session/create", json={"auth_token": "k"}).json()["session"]
         received: list[str] = []
         enough = threading.Event()

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,14 +14,12 @@ from click.testing import CliRunner
 
 from broker.cli import main
 from broker.logs import redact
-from tests.conftest import free_socket, wait_until
+from tests.conftest import free_loopback_url, spawn_broker
 
 
 @pytest.mark.integration
 def test_a_full_session_logs_json_and_no_secret(tmp_path: Path) -> None:
-    sock = free_socket()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
+    url = free_loopback_url()
     env = {
         **os.environ,
         "BROKER_OIDC_ISSUER": url,
@@ -34,23 +31,9 @@ def test_a_full_session_logs_json_and_no_secret(tmp_path: Path) -> None:
         main, ["credentials", "add", "--kind", "ci", "--name", "logs", "--json"], env=env
     )
     secret = json.loads(added.output)["secret"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broker", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_broker(env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen: list[str] = [secret]
     try:
-
-        def up() -> bool:
-            try:
-                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, timeout=20)
         with httpx.Client(base_url=url) as c:
             session = c.post("/session/create", json={"auth_token": "p"}).json()["session"]
             seen.append(session)
