@@ -17,10 +17,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from click.testing import CliRunner
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from broker.app import key_store
+from broker.cli import main
 from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 from broker.verify import token_claims
 from tests.conftest import wait_until
@@ -253,3 +255,15 @@ def test_token_without_tags_is_denied_both_ways_and_explained(
     code, report = run_verify("--token-file", token_file)
     assert outcomes(report)["assume role"] == "denied"
     assert "trust policy" in " ".join(report["diagnosis"])
+
+
+def test_verify_prints_a_step_table_with_timings(seaweed: SeaweedStack) -> None:
+    args = ["verify", "--broker-url", seaweed.broker.url, "--ca-bundle", str(seaweed.ca_file)]
+    args += ["--sts-endpoint-url", seaweed.endpoint, "--s3-endpoint-url", seaweed.endpoint]
+    args += ["--role-arn", seaweed.role_arn(), "--bucket", BUCKET]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    header, _rule, *rows = result.stdout.splitlines()[:9]
+    assert header.split() == ["STEP", "RESULT", "EXPECTED", "OK", "MS", "DETAIL"]
+    assert [r.split("  ")[0] for r in rows] == list(EXPECTED)
+    assert f"scope {seaweed.wallet()}: isolated (" in result.stdout

@@ -6,7 +6,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from broker.cli import main
 from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 from broker.verify import FOREIGN_STEPS, OWN_STEPS, Outcome, Step, Target, diagnose, sts_cause
 
@@ -111,3 +113,9 @@ def test_partial_own_grant_is_named() -> None:
     assert lines == [
         "the role grants only part of the own scope (put own denied); compare with `test-broker policy render role`"
     ]
+
+
+def test_verify_without_a_role_exits_2_naming_the_setting() -> None:
+    result = CliRunner().invoke(main, ["verify", "--bucket", "oidc-test-b"])
+    assert result.exit_code == 2
+    assert "--role-arn (or test_role_name)" in result.stderr
