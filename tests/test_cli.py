@@ -13,7 +13,24 @@ from click.testing import CliRunner
 
 from broker.cli import main
 
-COMMANDS = [[], ["serve"], ["keys"], ["keys", "list"], ["keys", "rotate"], ["keys", "remove"]]
+COMMANDS = [
+    [],
+    ["serve"],
+    ["keys"],
+    ["keys", "list"],
+    ["keys", "rotate"],
+    ["keys", "remove"],
+    ["credentials"],
+    ["credentials", "add"],
+    ["credentials", "list"],
+    ["credentials", "revoke"],
+    ["credentials", "rotate"],
+    ["audit"],
+    ["policy"],
+    ["policy", "render"],
+    ["verify"],
+    ["doctor"],
+]
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "test-broker")

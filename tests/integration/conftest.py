@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,12 @@ VerifyRun = Callable[..., tuple[int, dict[str, Any]]]
 
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[SeaweedStack]:
-    with seaweed_stack(credential_minting=True, rate_limits=False) as stack:
-        yield stack
+    # Session-scoped, so it starts before the per-test BROKER_* cleanup: clear them here too.
+    with pytest.MonkeyPatch.context() as env:
+        for name in [n for n in os.environ if n.startswith("BROKER_")]:
+            env.delenv(name)
+        with seaweed_stack(credential_minting=True, rate_limits=False) as stack:
+            yield stack
 
 
 @pytest.fixture
