@@ -18,6 +18,7 @@
     ├── CredentialExists             credential_exists       409
     ├── AuditUnavailable             audit_unavailable       503
     ├── RateLimited                  rate_limited            429
+    ├── VerifyFailed                 verify_failed           (CLI only)
     └── KeyStoreError                key_store_error         (CLI only)
         ├── KeyNotFound              key_not_found
         └── TooManyKeys              too_many_keys
@@ -186,6 +187,12 @@ class RateLimited(BrokerError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class VerifyFailed(BrokerError):
+    """`verify` could not run the proof: no usable token, or the broker refused to mint."""
+
+    code = "verify_failed"
 
 
 def all_error_classes() -> list[type[BrokerError]]:

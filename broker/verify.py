@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from broker.errors import VerifyFailed
 from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ FOREIGN_PREFIX = "0xdeadbeef/"
 PROBE_OBJECT = "test-broker-verify.txt"
 DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden"})
 TokenSource = Callable[[], str]
-
-
-class VerifyError(Exception):
-    """verify cannot even start (bad token, no scope); the message says what to supply."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +94,7 @@ class Report:
 def _post(client: httpx.Client, path: str, **kwargs: Any) -> dict[str, Any]:
     reply = client.post(path, **kwargs)
     if reply.status_code != 200:
-        raise VerifyError(f"{client.base_url}{path} answered {reply.status_code}: {reply.text}")
+        raise VerifyFailed(f"{client.base_url}{path} answered {reply.status_code}: {reply.text}")
     body: dict[str, Any] = reply.json()
     return body
 
@@ -137,9 +134,9 @@ def token_claims(token: str) -> dict[str, Any]:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError, binascii.Error) as exc:
-        raise VerifyError(f"the token is not a JWT (header.payload.signature): {exc}") from None
+        raise VerifyFailed(f"the token is not a JWT (header.payload.signature): {exc}") from None
     if not isinstance(claims, dict):
-        raise VerifyError("the token's payload is not a JSON object")
+        raise VerifyFailed("the token's payload is not a JSON object")
     return claims
 
 
@@ -218,7 +215,7 @@ class Verifier:
         claims = token_claims(minted[0])
         scope = token_scope(claims, t.scope_tag)
         if scope is None:
-            raise VerifyError(
+            raise VerifyFailed(
                 f"the token names no scope (no {t.scope_tag!r} tag or claim); "
                 "check the broker's scope_tag or pass --scope-tag"
             )
@@ -270,7 +267,7 @@ def _attempt(call: Callable[[], object]) -> tuple[Outcome, str]:
             return "allowed", "NoSuchKey: the read was authorised, the object is absent"
         outcome: Outcome = "denied" if code in DENIED_CODES else "error"
         return outcome, f"{code}: {message}"
-    except (BotoCoreError, httpx.HTTPError, VerifyError) as exc:
+    except (BotoCoreError, httpx.HTTPError, VerifyFailed) as exc:
         return "error", f"{type(exc).__name__}: {exc}"
     return "allowed", ""
 
