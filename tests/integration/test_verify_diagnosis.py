@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from broker.cli import main
 from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
-from broker.verify import FOREIGN_STEPS, OWN_STEPS, Outcome, Step, Target, diagnose, sts_cause
+from broker.verify import Outcome, Step, Target
+from broker.verify_diagnosis import FOREIGN_STEPS, OWN_STEPS, diagnose, sts_cause
 
 TARGET = Target(
     role_arn="arn:aws:iam::123456789012:role/oidc-test-role",
