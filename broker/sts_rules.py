@@ -254,20 +254,33 @@ def check_token(
     return out
 
 
-def check_token_kid(header: Mapping[str, Any], jwks: Mapping[str, Any]) -> list[Finding]:
-    """Which JWK STS would pick for this token, and whether it can verify the token."""
-    out: list[Finding] = []
+def _keyed(jwks: Mapping[str, Any]) -> tuple[list[Any], list[dict[str, Any]]]:
     keys = jwks.get("keys")
     keys = keys if isinstance(keys, list) else []
     keyed = [k for k in keys if isinstance(k, dict) and isinstance(k.get("kid"), str) and k["kid"]]
+    return keys, keyed
+
+
+def pick_key(header: Mapping[str, Any], jwks: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JWK STS verifies this token with, or None when it finds none."""
+    keys, keyed = _keyed(jwks)
     if "kid" not in header:  # accepted only when the JWKS holds exactly one key, with a kid
-        picked = keyed[0] if len(keys) == len(keyed) == 1 else None
-        detail, fix = "the token has no kid", "Put the signing key's kid in the header."
-    else:  # duplicate kids: the last one wins
-        picked = next((k for k in reversed(keyed) if k["kid"] == header["kid"]), None)
-        detail, fix = f"kid {_show(header['kid'])} is not published", "Publish the key first."
+        return keyed[0] if len(keys) == len(keyed) == 1 else None
+    # duplicate kids: the last one wins
+    return next((k for k in reversed(keyed) if k["kid"] == header["kid"]), None)
+
+
+def check_token_kid(header: Mapping[str, Any], jwks: Mapping[str, Any]) -> list[Finding]:
+    """Which JWK STS would pick for this token, and whether it can verify the token."""
+    out: list[Finding] = []
+    picked = pick_key(header, jwks)
     if picked is None:
-        _reject(out, "kid.published", f"{detail} ({len(keyed)} keys with a kid)", fix)
+        if "kid" not in header:
+            detail, fix = "the token has no kid", "Put the signing key's kid in the header."
+        else:
+            detail, fix = f"kid {_show(header['kid'])} is not published", "Publish the key first."
+        count = len(_keyed(jwks)[1])
+        _reject(out, "kid.published", f"{detail} ({count} keys with a kid)", fix)
         return out
     alg = header.get("alg") if isinstance(header.get("alg"), str) else None
     # An unsupported alg is header.alg's finding, not this one.

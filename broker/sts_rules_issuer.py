@@ -41,8 +41,14 @@ _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _KEY_COUNT_MARGIN = 10
 
 
-def check_jwks(jwks: Mapping[str, Any], *, max_keys_per_type: int = 100) -> list[Finding]:
-    """Every rule the published JWKS can break, key by key, then across keys."""
+def check_jwks(
+    jwks: Mapping[str, Any], *, max_keys_per_type: int = 100, token_kty: str | None = None
+) -> list[Finding]:
+    """Every rule the published JWKS can break, key by key, then across keys.
+
+    ``token_kty`` (RSA or EC) judges the JWKS for one token: too many keys of the other type
+    then only warns, since the cap breaks tokens of the crowded type alone.
+    """
     out: list[Finding] = []
     keys = jwks.get("keys")
     if not isinstance(keys, list) or not keys:
@@ -64,9 +70,12 @@ def check_jwks(jwks: Mapping[str, Any], *, max_keys_per_type: int = 100) -> list
         _house(out, "jwks.kid_unique", detail, "Use the RFC 7638 thumbprint as kid.")
     for kty in ("RSA", "EC"):
         n, cap, fix = per_type[kty], max_keys_per_type, "Drop retired keys from the JWKS."
-        if n > cap:  # observed: more than 100 RSA keys breaks RSA tokens only
-            detail = f"{n} {kty} keys, above STS's cap of {cap}: every {kty}-signed token fails"
+        detail = f"{n} {kty} keys, above STS's cap of {cap}: every {kty}-signed token fails"
+        if n > cap and token_kty in (None, kty):  # observed: >100 RSA keys breaks RSA tokens only
             _reject(out, "jwks.key_count", detail, fix)
+        elif n > cap:
+            warning = Finding(rule="jwks.key_count", severity=Severity.WARN, detail=detail, fix=fix)
+            out.append(warning)
         elif n >= cap - _KEY_COUNT_MARGIN:
             detail = f"{n} {kty} keys, close to STS's cap of {cap}"
             out.append(
@@ -154,7 +163,7 @@ def _check_x5c(chain: Any, public: PublicKey, name: str, out: list[Finding]) -> 
 
 def check_discovery(doc: Mapping[str, Any], *, issuer: str) -> list[Finding]:
     """The provider URL's shape and the discovery document STS reads under it."""
-    out = _check_issuer_url(issuer)
+    out = check_issuer_url(issuer)
     if doc.get("issuer") != issuer:
         detail = f"the document's issuer {_show(doc.get('issuer'))} is not {issuer!r}"
         _reject(out, "discovery.issuer", detail, "Serve the provider URL as issuer.", iss=issuer)
@@ -196,12 +205,14 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
-def _check_issuer_url(issuer: str) -> list[Finding]:
+def check_issuer_url(issuer: str) -> list[Finding]:
+    """The provider URL's shape: what IAM registers and STS compares ``iss`` with."""
     out: list[Finding] = []
     parts = _split(issuer) or urlsplit("")
     fix = "Use https://<lowercase host>[/path] with no port, query, fragment or trailing slash."
-    if parts.scheme == "http" and _is_loopback(parts.hostname):
-        detail = f"issuer {issuer!r} is loopback http: fine for local tests, AWS cannot reach it"
+    # Loopback (http, or https with a test CA) is what config allows for local tests.
+    if parts.scheme in ("http", "https") and _is_loopback(parts.hostname):
+        detail = f"issuer {issuer!r} is loopback: fine for local tests, AWS cannot reach it"
         _house(out, "discovery.issuer_url", detail, fix)
         return out
     host_port = parts.netloc.rpartition("@")[2].rpartition("]")[2]  # past userinfo and IPv6

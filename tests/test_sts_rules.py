@@ -332,6 +332,7 @@ CASES = [
     Case("discovery.issuer_url", "loopback http", issuer("http://127.0.0.1:8080"), HOUSE),
     Case("discovery.issuer_url", "localhost http", issuer("http://localhost:9123"), HOUSE),
     Case("discovery.issuer_url", "::1 http", issuer("http://[::1]:8080"), HOUSE),
+    Case("discovery.issuer_url", "loopback https", issuer("https://127.0.0.1:8443"), HOUSE),
     Case("discovery.issuer", "exact", nothing, P),
     Case("discovery.issuer", "trailing slash", doc("issuer", ISSUER + "/"), REJECT),
     Case("discovery.issuer", "missing", no_doc("issuer"), REJECT),
@@ -814,3 +815,25 @@ def test_any_json_input_yields_findings_never_an_exception(
     check_jwks({"keys": [other, claims]})
     check_discovery(other, issuer=url)
     check_roles_claim(claims, role_arn=ROLE)
+
+
+def test_key_cap_breaks_only_tokens_of_the_crowded_type() -> None:
+    s = good()
+    n_keys("rsa", 101)(s)
+    s.jwks["keys"].append(copy.deepcopy(KEYS["ec"]))
+
+    def severities(token_kty: str | None) -> list[Severity]:
+        found = check_jwks(s.jwks, token_kty=token_kty)
+        return [f.severity for f in found if f.rule == "jwks.key_count"]
+
+    assert severities(None) == [REJECT]
+    assert severities("RSA") == [REJECT]
+    assert severities("EC") == [WARN]
+
+
+def test_pick_key_takes_the_last_of_duplicate_kids_and_a_lone_key_without_kid() -> None:
+    first, last = KEYS["ec"] | {"kid": "dup"}, KEYS["rsa"] | {"kid": "dup"}
+    assert last == sts_rules.pick_key({"kid": "dup"}, {"keys": [first, last]})
+    assert first == sts_rules.pick_key({}, {"keys": [first]})
+    assert sts_rules.pick_key({}, {"keys": [first, last]}) is None
+    assert sts_rules.pick_key({"kid": ""}, {"keys": [first]}) is None
