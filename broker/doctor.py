@@ -1,0 +1,402 @@
+"""``doctor``: would AWS STS accept this issuer and this token, and if not, what would it say?
+
+The rules are :mod:`broker.sts_rules` and :mod:`broker.sts_rules_issuer`, the code the minter runs;
+this module adds only what STS does around them: fetching discovery and JWKS (https, no
+redirects, a 5 s budget, JSON), verifying the signature with the JWK STS would pick, and ranking
+every finding in STS's evaluation order to predict its one answer. TLS inspection lives in
+:mod:`broker.tls_check`, trust-policy evaluation in :mod:`broker.trust_policy`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from broker import sts_rules, trust_policy
+from broker.config import is_loopback_host
+from broker.discovery import DISCOVERY_PATH
+from broker.sts_rules import (
+    EC_ALGS,
+    NOT_VALIDATED,
+    RETRIEVE_KEY,
+    RSA_ALGS,
+    RULES,
+    Finding,
+    Severity,
+)
+from broker.sts_rules_issuer import check_discovery, check_issuer_url, check_jwks
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+FETCH_BUDGET = 5.0  # seconds STS allows for each fetch
+SLOW_SHARE = 0.2  # warn when a fetch takes more than this share of the budget
+NOT_A_JWT = "The ID Token provided is not a valid JWT"
+
+# Doctor's own rules, each placed right after the rule STS checks just before it.
+DOCTOR_RULES: Mapping[str, tuple[str, str]] = {
+    "token.jwt": ("token.length", "the token is three base64url parts, header and claims JSON"),
+    "fetch.discovery": ("discovery.issuer_url", "discovery answers 200 JSON over https in time"),
+    "fetch.jwks": ("discovery.jwks_uri", "jwks_uri answers 200 JSON over https in time"),
+    "fetch.time": ("fetch.jwks", "each fetch takes well under STS's 5 s budget"),
+    "tls.handshake": ("fetch.time", "the TLS endpoint completes a handshake"),
+    "tls.version": ("tls.handshake", "the TLS endpoint offers TLS 1.2"),
+    "tls.chain": ("tls.version", "the served chain is leaf first, each cert issued by the next"),
+    "tls.expiry": ("tls.chain", "the certificate is valid for at least 21 more days"),
+    "signature": ("kid.key_type", "the signature verifies with the JWK STS picks"),
+    **{rule: ("roles.target", text) for rule, text in trust_policy.RULES.items()},
+}
+
+
+def _evaluation_order() -> dict[str, int]:
+    order = list(RULES)
+    for rule, (after, _) in DOCTOR_RULES.items():
+        order.insert(order.index(after) + 1, rule)
+    return {rule: i for i, rule in enumerate(order)}
+
+
+_RANK = _evaluation_order()
+
+
+def rank(finding: Finding) -> int:
+    """Position of the finding's rule in STS's evaluation order."""
+    return _RANK[finding.rule]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """What ``doctor`` prints: STS's predicted answer, every finding, and facts worth knowing."""
+
+    outcome: str  # "accept", or the error code STS would answer with
+    message: str  # STS's message, or what was accepted
+    findings: list[Finding]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == "accept"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "message": self.message,
+            "findings": [asdict(f) for f in self.findings],
+            "info": self.info,
+        }
+
+
+def report(findings: Iterable[Finding], info: dict[str, Any], accepted: str) -> Report:
+    """Sort findings into STS's order; the first REJECT is STS's answer, none means ``accepted``."""
+    ordered = sorted(dict.fromkeys(findings), key=rank)  # a rule two checks share counts once
+    first = next((f for f in ordered if f.severity is Severity.REJECT), None)
+    if first is None:
+        return Report(outcome="accept", message=accepted, findings=ordered, info=info)
+    code, message = first.sts_code or "InvalidIdentityToken", first.sts_message or first.detail
+    return Report(outcome=code, message=message, findings=ordered, info=info)
+
+
+def reject(rule: str, detail: str, fix: str, message: str, code: str) -> Finding:
+    return Finding(
+        rule=rule,
+        severity=Severity.REJECT,
+        detail=detail,
+        fix=fix,
+        sts_code=code,
+        sts_message=message,
+    )
+
+
+def warn(rule: str, detail: str, fix: str) -> Finding:
+    return Finding(rule=rule, severity=Severity.WARN, detail=detail, fix=fix)
+
+
+# -- the broker's own documents --------------------------------------------------------------
+
+
+def self_check(discovery: Mapping[str, Any], jwks: Mapping[str, Any], issuer: str) -> list[Finding]:
+    """The issuer rules on a broker's own discovery and JWKS documents (no network)."""
+    return sorted([*check_discovery(discovery, issuer=issuer), *check_jwks(jwks)], key=rank)
+
+
+def is_fatal(finding: Finding) -> bool:
+    """True when STS would refuse every token of this issuer, or private key material leaked."""
+    return finding.severity is Severity.REJECT
+
+
+# -- fetching as STS does --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssuerDocs:
+    """What fetching an issuer produced: the documents STS would use (None if it cannot)."""
+
+    discovery: dict[str, Any] | None
+    jwks: dict[str, Any] | None
+    findings: list[Finding]
+    info: dict[str, Any]
+
+
+def _fetchable(url: str) -> bool:
+    parts = urlsplit(url)
+    # Loopback http is the dev default; STS itself fetches https only.
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and is_loopback_host(parts.hostname or "")
+    )
+
+
+def _fetch(
+    client: httpx.Client, url: str, what: str, budget: float, out: list[Finding]
+) -> tuple[dict[str, Any] | None, float]:
+    import httpx
+
+    rule = f"fetch.{what}"
+
+    def fail(detail: str, fix: str) -> tuple[None, float]:
+        out.append(reject(rule, detail, fix, RETRIEVE_KEY, "InvalidIdentityToken"))
+        return None, elapsed
+
+    elapsed = 0.0
+    if not _fetchable(url):
+        return fail(f"{what} URL {url!r} is not https", "Serve it over https on a public host.")
+    started = time.perf_counter()
+    try:
+        response = client.get(url)
+    except httpx.TimeoutException:
+        elapsed = time.perf_counter() - started
+        return fail(f"{url} gave no answer within {budget:g} s", "Answer STS in well under 5 s.")
+    except httpx.HTTPError as exc:
+        elapsed = time.perf_counter() - started
+        return fail(f"{url} failed: {exc}", "Serve it on a reachable host with a valid chain.")
+    elapsed = round(time.perf_counter() - started, 3)
+    if response.is_redirect:
+        where = response.headers.get("location", "?")
+        detail = f"{url} redirects ({response.status_code}) to {where}: STS follows no redirects"
+        return fail(detail, "Serve the document at this exact URL.")
+    if response.status_code != 200:
+        return fail(f"{url} answered {response.status_code}", "Serve it publicly, without auth.")
+    if elapsed > budget:
+        return fail(f"{url} took {elapsed:.2f} s, over {budget:g} s", "Answer in well under 5 s.")
+    if elapsed > budget * SLOW_SHARE:
+        detail = f"{url} took {elapsed:.2f} s (STS gives up at {budget:g} s)"
+        out.append(warn("fetch.time", detail, "Serve the documents from precomputed bytes."))
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        return fail(f"{url} did not answer a JSON object", "Serve the document as JSON.")
+    return doc, elapsed
+
+
+def fetch_issuer(
+    issuer: str, *, verify: ssl.SSLContext | bool = True, budget: float = FETCH_BUDGET
+) -> IssuerDocs:
+    """Fetch ``<issuer>/.well-known/openid-configuration`` then ``jwks_uri`` the way STS does."""
+    import httpx
+
+    out: list[Finding] = []
+    info: dict[str, Any] = {}
+    jwks: dict[str, Any] | None = None
+    headers = {"accept": "application/json", "user-agent": "test-broker-doctor"}
+    with httpx.Client(verify=verify, timeout=budget, follow_redirects=False, headers=headers) as c:
+        discovery, info["discovery_seconds"] = _fetch(
+            c, issuer + DISCOVERY_PATH, "discovery", budget, out
+        )
+        if discovery is None:
+            out += check_issuer_url(issuer)
+        else:
+            out += check_discovery(discovery, issuer=issuer)
+            jwks_uri = discovery.get("jwks_uri")
+            if isinstance(jwks_uri, str):  # otherwise discovery.jwks_uri has said why
+                jwks, info["jwks_seconds"] = _fetch(c, jwks_uri, "jwks", budget, out)
+    return IssuerDocs(discovery=discovery, jwks=jwks, findings=out, info=info)
+
+
+def tls_targets(issuer: str, discovery: Mapping[str, Any] | None) -> list[tuple[str, int]]:
+    """The distinct https endpoints STS connects to: the issuer's, then the JWKS host's."""
+    urls = [issuer, (discovery or {}).get("jwks_uri")]
+    targets: list[tuple[str, int]] = []
+    for url in urls:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme != "https" or not parts.hostname:
+            continue
+        try:
+            target = (parts.hostname, parts.port or 443)
+        except ValueError:  # a port out of range: discovery.issuer_url says so
+            continue
+        if target not in targets:
+            targets.append(target)
+    return targets
+
+
+# -- the token -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Token:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def _b64url(text: str) -> bytes:
+    if "=" in text or "+" in text or "/" in text:  # JWS compact is unpadded base64url
+        raise ValueError(text)
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def parse_token(text: str) -> Token | None:
+    """The header, claims and signature of a compact JWS; None when it is none."""
+    parts = text.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        # json keeps the last of duplicate members, as STS does.
+        header, claims = (json.loads(_b64url(p)) for p in parts[:2])
+        signature = _b64url(parts[2])
+    except (ValueError, binascii.Error):  # includes JSON and UTF-8 errors
+        return None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return None
+    signing_input = f"{parts[0]}.{parts[1]}".encode()
+    return Token(header=header, claims=claims, signing_input=signing_input, signature=signature)
+
+
+def key_type(alg: Any) -> str | None:
+    return "RSA" if alg in RSA_ALGS else "EC" if alg in EC_ALGS else None
+
+
+_PUBLIC = {"RSA": ("kty", "n", "e"), "EC": ("kty", "crv", "x", "y")}
+
+
+def _check_signature(token: Token, jwks: Mapping[str, Any]) -> list[Finding]:
+    from joserfc.errors import JoseError
+    from joserfc.jwk import JWKRegistry
+    from joserfc.jws import JWSRegistry
+
+    alg = token.header.get("alg")
+    key = sts_rules.pick_key(token.header, jwks)
+    kty = key_type(alg)
+    if key is None or kty is None or key.get("kty") != kty:
+        return []  # header.alg, kid.published or kid.key_type already explain the failure
+    try:
+        public = JWKRegistry.import_key({m: key[m] for m in _PUBLIC[kty] if m in key})
+        valid = JWSRegistry.algorithms[str(alg)].verify(
+            token.signing_input, token.signature, public
+        )
+    except (JoseError, ValueError, TypeError):
+        return []  # an unusable JWK: jwks.key_material says why
+    if valid:
+        return []
+    detail = f"the signature does not verify with the published key {key['kid']!r}"
+    fix = "Sign with the private key of the published kid, and do not alter the token."
+    return [reject("signature", detail, fix, NOT_VALIDATED, "InvalidIdentityToken")]
+
+
+def check_token(
+    text: str,
+    *,
+    issuer: str | None,
+    audiences: Collection[str],
+    now: int,
+    jwks: Mapping[str, Any] | None,
+    role_arn: str | None = None,
+) -> tuple[Token | None, list[Finding]]:
+    """Every finding for this token (offline): rules, JWKS as this token sees it, signature.
+
+    ``issuer`` is the registered provider URL (default: the token's own ``iss``); ``jwks`` the
+    issuer's published keys, or None when fetching them failed (a fetch finding says so).
+    """
+    token = parse_token(text)
+    if token is None:
+        detail = "the token is not three base64url parts with a JSON header and claims"
+        fix = "Pass the compact JWT exactly as the broker returned it."
+        return None, [reject("token.jwt", detail, fix, NOT_A_JWT, "InvalidIdentityToken")]
+    iss = token.claims.get("iss")
+    provider = issuer if issuer is not None else iss if isinstance(iss, str) else ""
+    out = sts_rules.check_token(
+        token.header,
+        token.claims,
+        token_length=len(text),
+        issuer=provider,
+        audiences=audiences,
+        now=now,
+    )
+    out += check_issuer_url(provider)  # the provider URL STS looks up by iss
+    if role_arn is not None:
+        out += sts_rules.check_roles_claim(token.claims, role_arn=role_arn)
+    if jwks is not None:
+        out += check_jwks(jwks, token_kty=key_type(token.header.get("alg")))
+        out += sts_rules.check_token_kid(token.header, jwks)
+        out += _check_signature(token, jwks)
+    return token, out
+
+
+# -- the whole preflight ---------------------------------------------------------------------
+
+
+def diagnose(
+    *,
+    issuer: str | None,
+    token: str | None,
+    jwks: Mapping[str, Any] | None = None,
+    audiences: Collection[str] = ("sts.amazonaws.com",),
+    role_arn: str | None = None,
+    policy: Any = None,
+    ca_file: Path | None = None,
+    now: int,
+    budget: float = FETCH_BUDGET,
+) -> Report:
+    """Everything ``test-broker doctor`` checks; network only to fetch the issuer's documents.
+
+    With ``jwks`` given nothing is fetched. The issuer defaults to the token's ``iss``. ``policy``
+    (a parsed trust policy) needs a token; it raises ``trust_policy.PolicyError`` if malformed.
+    """
+    from broker import tls_check
+
+    parsed = parse_token(token) if token is not None else None
+    iss = parsed.claims.get("iss") if parsed is not None else None
+    provider = issuer if issuer is not None else iss if isinstance(iss, str) else None
+    findings: list[Finding] = []
+    info: dict[str, Any] = {}
+    if jwks is None and provider is not None:
+        docs = fetch_issuer(provider, verify=_verify(ca_file), budget=budget)
+        findings += docs.findings
+        info.update(docs.info)
+        jwks = docs.jwks
+        endpoints = []
+        for host, port in tls_targets(provider, docs.discovery):
+            endpoint, tls_findings = tls_check.inspect(host, port, now=now, ca_file=ca_file)
+            endpoints.append(endpoint.describe())
+            findings += tls_findings
+        info["tls"] = endpoints
+    if token is None:
+        return report(findings, info, accepted="STS can fetch and use this issuer's keys")
+    _, token_findings = check_token(
+        token, issuer=provider, audiences=audiences, now=now, jwks=jwks, role_arn=role_arn
+    )
+    findings += token_findings
+    if policy is not None and parsed is not None and provider is not None:
+        host_path = provider.split("://", 1)[-1]
+        findings += trust_policy.evaluate(policy, parsed.claims, host_path=host_path)
+    return report(findings, info, accepted="STS would accept this token")
+
+
+def _verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    if ca_file is None:
+        return True
+    import ssl
+
+    ctx = ssl.create_default_context()  # public CAs, as STS uses, plus the given ones
+    ctx.load_verify_locations(cafile=str(ca_file))
+    return ctx
