@@ -380,7 +380,8 @@ def diagnose(
             endpoints.append(endpoint.describe())
             findings += tls_findings
         info["tls"] = endpoints
-    if token is None:
+    if token is None:  # judge the JWKS for tokens of every key type
+        findings += check_jwks(jwks) if jwks is not None else []
         return report(findings, info, accepted="STS can fetch and use this issuer's keys")
     _, token_findings = check_token(
         token, issuer=provider, audiences=audiences, now=now, jwks=jwks, role_arn=role_arn
