@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -30,6 +31,7 @@ from broker.config import Settings
 from broker.discovery import DISCOVERY_PATH, JWKS_PATH, discovery_document
 from broker.errors import (
     BrokerError,
+    IssuerNotConformant,
     MethodNotAllowed,
     NotFound,
     NotReady,
@@ -45,6 +47,7 @@ from broker.metrics import CONTENT_TYPE, Metrics
 from broker.mint import Minter
 from broker.mint_api import MintApi
 from broker.store import connect
+from broker.sts_rules import Severity
 from broker.wellknown import WellKnownFront
 
 log = logging.getLogger("broker")
@@ -90,12 +93,35 @@ class Broker:
             if settings.federation_enabled
             else None
         )
-        conn = connect(settings.data_dir) if settings.credential_minting else None
-        self.callers = Callers(settings, federation, conn)
+        self.conn = connect(settings.data_dir) if settings.credential_minting else None
+        self.callers = Callers(settings, federation, self.conn)
         self.audit = AuditLog(settings.data_dir)
+        self.conformant = self._self_check(at_start=True)
         self.api = MintApi(
             settings, self.callers, Minter(settings, self.ring), self.audit, self.metrics, clock
         )
+
+    def _self_check(self, *, at_start: bool) -> bool:
+        """Run doctor's issuer rules on our own documents: fatal refuses start, rest warns."""
+        from broker.doctor import is_fatal, self_check
+
+        findings = self_check(
+            json.loads(self.discovery.body),
+            json.loads(self.ring.jwks.body),
+            self.settings.oidc_issuer,
+        )
+        fatal = [f for f in findings if is_fatal(f)]
+        for f in findings:
+            # House notes on a loopback issuer ("AWS cannot reach it") are expected, not news.
+            quiet = self.settings.issuer_is_loopback and f.severity is Severity.HOUSE
+            level = logging.ERROR if is_fatal(f) else logging.INFO if quiet else logging.WARNING
+            log.log(level, "self-check %s: %s (%s)", f.rule, f.detail, f.fix)
+        if fatal and at_start:
+            raise IssuerNotConformant(
+                "refusing to start: AWS STS would reject this issuer: "
+                + "; ".join(f"{f.rule}: {f.detail}" for f in fatal)
+            )
+        return not fatal
 
     @property
     def minting_enabled(self) -> bool:
@@ -105,7 +131,11 @@ class Broker:
         return JSONResponse({"status": "ok"})
 
     def readiness(self) -> dict[str, bool]:
-        return {"keys_loaded": self._keys_loaded(), "data_dir_writable": self._data_dir_writable()}
+        return {
+            "keys_loaded": self._keys_loaded(),
+            "data_dir_writable": self._data_dir_writable(),
+            "sts_conformance": self.conformant,
+        }
 
     def _keys_loaded(self) -> bool:
         snapshot = self.ring.snapshot
@@ -156,12 +186,15 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.audit.stop()
+            if self.conn is not None:  # closing removes SQLite's -wal/-shm files now, not at GC
+                self.conn.close()
 
     async def _reload_keys(self) -> None:
         # A timer, not synchronisation: the CLI may rotate keys at any moment.
         while True:
             await asyncio.sleep(self.settings.key_reload_seconds)
-            self.ring.refresh(self.clock())
+            if self.ring.refresh(self.clock()):
+                self.conformant = self._self_check(at_start=False)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

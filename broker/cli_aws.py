@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +105,8 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
       test-broker verify --token-file token.jwt --sts-endpoint-url http://127.0.0.1:8333 \\
         --s3-endpoint-url http://127.0.0.1:8333 --json
     """
+    import ssl
+
     import httpx
 
     from broker import verify as proof

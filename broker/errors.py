@@ -18,6 +18,7 @@
     ├── CredentialExists             credential_exists       409
     ├── AuditUnavailable             audit_unavailable       503
     ├── RateLimited                  rate_limited            429
+    ├── IssuerNotConformant          issuer_not_conformant   (serve refuses to start)
     ├── VerifyFailed                 verify_failed           (CLI only)
     └── KeyStoreError                key_store_error         (CLI only)
         ├── KeyNotFound              key_not_found
@@ -187,6 +188,12 @@ class RateLimited(BrokerError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class IssuerNotConformant(BrokerError):
+    """The broker's own discovery or JWKS would make AWS STS refuse every token; it won't start."""
+
+    code = "issuer_not_conformant"
 
 
 class VerifyFailed(BrokerError):

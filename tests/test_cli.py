@@ -50,11 +50,13 @@ def test_console_script_is_installed_and_fast_to_load() -> None:
     )
     assert "serve" in out.stdout
     # --help must not import the server stack (keeps every command snappy)
-    probe = "import sys, broker.cli; print('uvicorn' in sys.modules, 'boto3' in sys.modules)"
+    probe = (
+        "import sys, broker.cli; print(*(m in sys.modules for m in ('uvicorn', 'boto3', 'httpx')))"
+    )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
-    assert loaded.stdout.split() == ["False", "False"]
+    assert loaded.stdout.split() == ["False", "False", "False"]
 
 
 def test_keys_list_json_shape(tmp_path: Path) -> None:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
+from broker import keys
+from broker.app import create_app
+from broker.errors import IssuerNotConformant
 from tests.conftest import StartBroker
 
 
@@ -17,7 +22,7 @@ def test_readyz_reports_each_check(live_broker: StartBroker) -> None:
     assert resp.status_code == 200
     assert resp.json() == {
         "status": "ready",
-        "checks": {"keys_loaded": True, "data_dir_writable": True},
+        "checks": {"keys_loaded": True, "data_dir_writable": True, "sts_conformance": True},
     }
 
 
@@ -30,3 +35,13 @@ def test_readyz_fails_when_the_data_dir_is_gone(live_broker: StartBroker) -> Non
     assert resp.json()["checks"]["data_dir_writable"] is False
     # discovery keeps working from memory: STS must never see the issuer flap
     assert broker.client.get("/.well-known/jwks.json").status_code == 200
+
+
+def test_serve_refuses_to_start_when_private_material_would_be_published(
+    make_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # A fault no configuration can produce: force the JWK renderer to leak "d".
+    real = keys.public_jwk
+    monkeypatch.setattr(keys, "public_jwk", lambda key, alg: real(key, alg) | {"d": "leak"})
+    with pytest.raises(IssuerNotConformant, match=r"jwks\.private_material"):
+        create_app(make_settings())
