@@ -17,18 +17,23 @@ SCRIPT = Path(__file__).parent / "scripts" / "upstream_proof.sh"
 pytestmark = pytest.mark.integration
 
 
-def test_upstream_proof_sequence(live_broker: StartBroker) -> None:
-    broker = live_broker()
+def run_upstream_proof(broker_url: str, **env: str) -> dict[str, str]:
+    """Run the script exactly as upstream does; its SESSION/WALLET/JWT lines as a dict."""
     run = subprocess.run(
         ["bash", str(SCRIPT)],
-        env={**os.environ, "BROKER": broker.url},
+        env={**os.environ, "BROKER": broker_url, **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert run.returncode == 0, run.stderr
-    out = dict(line.split("=", 1) for line in run.stdout.splitlines())
+    return dict(line.split("=", 1) for line in run.stdout.splitlines())
+
+
+def test_upstream_proof_sequence(live_broker: StartBroker) -> None:
+    broker = live_broker()
+    out = run_upstream_proof(broker.url)
     assert re.fullmatch(r"0x[0-9a-f]{40}", out["WALLET"])
     # The wallet jq decoded is the one the session belongs to, and the token's tag carries it.
     claims = pyjwt.decode(out["JWT"], options={"verify_signature": False})

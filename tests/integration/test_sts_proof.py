@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,10 +33,10 @@ from tests.seaweed_harness import (
     UNTAGGED_TRUST_ROLE,
     SeaweedStack,
 )
+from tests.test_upstream_script import run_upstream_proof
 
 pytestmark = pytest.mark.integration
 
-UPSTREAM_SCRIPT = Path(__file__).parents[1] / "scripts" / "upstream_proof.sh"
 EXPECTED = {
     "token": "allowed",
     "assume role": "allowed",
@@ -112,16 +110,7 @@ def test_upstream_proof_sequence_as_typed(
     seaweed: SeaweedStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """curl /session/create, curl mint, jq the wallet, then assume and list with boto3's env chain."""
-    run = subprocess.run(
-        ["bash", str(UPSTREAM_SCRIPT)],
-        env={**os.environ, "BROKER": seaweed.broker.url, "CURL_CA_BUNDLE": str(seaweed.ca_file)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    out = dict(line.split("=", 1) for line in run.stdout.splitlines())
+    out = run_upstream_proof(seaweed.broker.url, CURL_CA_BUNDLE=str(seaweed.ca_file))
     token_file = tmp_path / "web-identity.jwt"
     token_file.write_text(out["JWT"])
     for name, value in {
