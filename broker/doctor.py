@@ -30,6 +30,7 @@ from broker.sts_rules import (
     RULES,
     Finding,
     Severity,
+    reject,
 )
 from broker.sts_rules_issuer import check_discovery, check_issuer_url, check_jwks
 
@@ -102,17 +103,6 @@ def report(findings: Iterable[Finding], info: dict[str, Any], accepted: str) -> 
         return Report(outcome="accept", message=accepted, findings=ordered, info=info)
     code, message = first.sts_code or "InvalidIdentityToken", first.sts_message or first.detail
     return Report(outcome=code, message=message, findings=ordered, info=info)
-
-
-def reject(rule: str, detail: str, fix: str, message: str, code: str) -> Finding:
-    return Finding(
-        rule=rule,
-        severity=Severity.REJECT,
-        detail=detail,
-        fix=fix,
-        sts_code=code,
-        sts_message=message,
-    )
 
 
 def warn(rule: str, detail: str, fix: str) -> Finding:

@@ -190,19 +190,21 @@ _FLAT_TRANSITIVE = TAGS_CLAIM + "/transitive_tag_keys"
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+", re.ASCII)
 
 
+def reject(rule: str, detail: str, fix: str, message: str, code: str) -> Finding:
+    """A finding STS would refuse with ``code`` and ``message`` (also doctor's own rules)."""
+    return Finding(
+        rule=rule,
+        severity=Severity.REJECT,
+        detail=detail,
+        fix=fix,
+        sts_code=code,
+        sts_message=message,
+    )
+
+
 def _reject(out: list[Finding], rule: str, detail: str, fix: str, **values: object) -> None:
     message = _MESSAGES[rule].format(**values)
-    code = _CODES.get(rule, "InvalidIdentityToken")
-    out.append(
-        Finding(
-            rule=rule,
-            severity=Severity.REJECT,
-            detail=detail,
-            fix=fix,
-            sts_code=code,
-            sts_message=message,
-        )
-    )
+    out.append(reject(rule, detail, fix, message, _CODES.get(rule, "InvalidIdentityToken")))
 
 
 def _house(out: list[Finding], rule: str, detail: str, fix: str) -> None:
