@@ -8,7 +8,7 @@ on it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -152,10 +152,3 @@ def read_audit(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit {clause} ORDER BY seq", args)
     return [AuditRecord(*r) for r in rows]
-
-
-def count_audit(conn: sqlite3.Connection, results: Iterable[str]) -> int:
-    wanted = list(results)
-    marks = ", ".join("?" for _ in wanted)
-    query = f"SELECT count(*) FROM audit WHERE result IN ({marks})"
-    return int(conn.execute(query, wanted).fetchone()[0])
