@@ -37,8 +37,13 @@ class AuditLog:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Opened here, not in the thread: a store that cannot be opened must fail startup,
+        # not kill the writer later and leave every mint waiting on a dead thread.
+        conn = store.connect(self._data_dir)
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(conn,), name="audit-writer", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -68,8 +73,7 @@ class AuditLog:
         batch, self._pending = self._pending, []
         self._queue.put(batch)
 
-    def _run(self) -> None:
-        conn = store.connect(self._data_dir)
+    def _run(self, conn: sqlite3.Connection) -> None:
         try:
             while True:
                 first = self._queue.get()
