@@ -47,7 +47,7 @@ from broker.metrics import CONTENT_TYPE, Metrics
 from broker.mint import Minter
 from broker.mint_api import MintApi
 from broker.store import connect
-from broker.sts_rules import Severity
+from broker.sts_catalogue import Severity
 from broker.wellknown import WellKnownFront
 
 log = logging.getLogger("broker")

@@ -1,6 +1,7 @@
 """``doctor``: would AWS STS accept this issuer and this token, and if not, what would it say?
 
-The rules are :mod:`broker.sts_rules` and :mod:`broker.sts_rules_issuer`, the code the minter runs;
+The rules are :mod:`broker.sts_rules` and :mod:`broker.sts_rules_issuer` (their catalogue is
+:mod:`broker.sts_catalogue`), the code the minter runs;
 this module adds only what STS does around them: fetching discovery and JWKS (https, no
 redirects, a 5 s budget, JSON), verifying the signature with the JWK STS would pick, and ranking
 every finding in STS's evaluation order to predict its one answer. TLS inspection lives in
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 from broker import sts_rules, trust_policy
 from broker.config import is_loopback_host
 from broker.discovery import DISCOVERY_PATH
-from broker.sts_rules import (
+from broker.sts_catalogue import (
     EC_ALGS,
     NOT_VALIDATED,
     RETRIEVE_KEY,

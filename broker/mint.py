@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from joserfc import jwt
 
-from broker import sts_rules
+from broker import sts_catalogue, sts_rules
 from broker.config import Settings
 from broker.errors import StsRuleViolation, TtlTooLong
 from broker.keyring import KeyRing
@@ -100,7 +100,7 @@ class Minter:
         )
         if self._settings.test_role_arn:
             findings += sts_rules.check_roles_claim(claims, role_arn=self._settings.test_role_arn)
-        findings = sts_rules.blocking(findings)
+        findings = sts_catalogue.blocking(findings)
         if findings:
             first = findings[0]
             raise StsRuleViolation(

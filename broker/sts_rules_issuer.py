@@ -1,7 +1,7 @@
 """STS rules for the issuer side: the discovery document and the JWKS (``discovery.*``, ``jwks.*``).
 
-Split from :mod:`broker.sts_rules`, which holds the findings, the rule ids in STS's evaluation
-order and STS's messages. STS fetches ``<iss>/.well-known/openid-configuration``, then
+The findings, rule ids and STS's messages are :mod:`broker.sts_catalogue`; the token side is
+:mod:`broker.sts_rules`. STS fetches ``<iss>/.well-known/openid-configuration``, then
 ``jwks_uri``; most breakage on the way surfaces as "Couldn't retrieve verification key".
 """
 
@@ -19,15 +19,15 @@ from urllib.parse import SplitResult, urlsplit
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from broker.sts_rules import (
+from broker.sts_catalogue import (
     ALLOWED_ALGS,
     EC_ALGS,
     RSA_ALGS,
     Finding,
     Severity,
-    _house,
-    _reject,
-    _show,
+    add_house,
+    add_reject,
+    show,
 )
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -52,27 +52,27 @@ def check_jwks(
     out: list[Finding] = []
     keys = jwks.get("keys")
     if not isinstance(keys, list) or not keys:
-        _reject(out, "jwks.keys", f"keys is {_show(keys)}", "Publish a non-empty keys list.")
+        add_reject(out, "jwks.keys", f"keys is {show(keys)}", "Publish a non-empty keys list.")
         return out
     kids: Counter[str] = Counter()
     per_type: Counter[str] = Counter()
     for i, key in enumerate(keys):
         if not isinstance(key, dict):
-            _reject(out, "jwks.keys", f"keys[{i}] is {_show(key)}", "Make each key an object.")
+            add_reject(out, "jwks.keys", f"keys[{i}] is {show(key)}", "Make each key an object.")
             continue
         kid = key.get("kid")
         if isinstance(kid, str) and kid:
             kids[kid] += 1
         per_type[str(key.get("kty"))] += 1
-        _check_key(key, f"keys[{i}] (kid {_show(kid)})", out)
+        _check_key(key, f"keys[{i}] (kid {show(kid)})", out)
     if dupes := sorted(kid for kid, n in kids.items() if n > 1):
         detail = f"kids {dupes} appear more than once (STS uses the last of each)"
-        _house(out, "jwks.kid_unique", detail, "Use the RFC 7638 thumbprint as kid.")
+        add_house(out, "jwks.kid_unique", detail, "Use the RFC 7638 thumbprint as kid.")
     for kty in ("RSA", "EC"):
         n, cap, fix = per_type[kty], max_keys_per_type, "Drop retired keys from the JWKS."
         detail = f"{n} {kty} keys, above STS's cap of {cap}: every {kty}-signed token fails"
         if n > cap and token_kty in (None, kty):  # observed: >100 RSA keys breaks RSA tokens only
-            _reject(out, "jwks.key_count", detail, fix)
+            add_reject(out, "jwks.key_count", detail, fix)
         elif n > cap:
             warning = Finding(rule="jwks.key_count", severity=Severity.WARN, detail=detail, fix=fix)
             out.append(warning)
@@ -87,21 +87,21 @@ def check_jwks(
 def _check_key(key: Mapping[str, Any], name: str, out: list[Finding]) -> None:
     kty = key.get("kty")
     if kty not in ("RSA", "EC"):
-        _reject(out, "jwks.kty", f"{name} has kty {_show(kty)}", "Publish only RSA or EC keys.")
+        add_reject(out, "jwks.kty", f"{name} has kty {show(kty)}", "Publish only RSA or EC keys.")
         return
     if not isinstance(key.get("kid"), str) or not key["kid"]:
-        _reject(out, "jwks.kid", f"{name} has no usable kid", "Give the key a kid.")
+        add_reject(out, "jwks.kid", f"{name} has no usable kid", "Give the key a kid.")
     if "use" in key and key["use"] != "sig":
-        _reject(out, "jwks.use", f"{name} has use {_show(key['use'])}", 'Set use "sig".')
+        add_reject(out, "jwks.use", f"{name} has use {show(key['use'])}", 'Set use "sig".')
     if "key_ops" in key:
-        _reject(out, "jwks.key_ops", f"{name} has key_ops", "Drop key_ops.")
+        add_reject(out, "jwks.key_ops", f"{name} has key_ops", "Drop key_ops.")
     if private := [m for m in _PRIVATE_MEMBERS if m in key]:
         detail = f"{name} publishes private members {private}: fatal, the private key is leaked"
-        _reject(out, "jwks.private_material", detail, "Publish public members; replace the key.")
+        add_reject(out, "jwks.private_material", detail, "Publish public members; replace the key.")
     alg: str = key["alg"] if isinstance(key.get("alg"), str) else repr(key.get("alg"))
     # STS ignores a JWK's alg (the token header decides), so a wrong one is only a house rule.
     if "alg" in key and alg not in (RSA_ALGS if kty == "RSA" else EC_ALGS):
-        _house(out, "jwks.alg", f"{name} has alg {alg} for kty {kty}", "Fix or drop alg.")
+        add_house(out, "jwks.alg", f"{name} has alg {alg} for kty {kty}", "Fix or drop alg.")
     public = _rsa_public(key, name, out) if kty == "RSA" else _ec_public(key, name, alg, out)
     if "x5c" in key and public is not None:  # certificate-only keys: already jwks.key_material
         _check_x5c(key["x5c"], public, name, out)
@@ -120,22 +120,24 @@ def _rsa_public(key: Mapping[str, Any], name: str, out: list[Finding]) -> Public
             raise ValueError
         public = rsa.RSAPublicNumbers(e, n).public_key()
     except ValueError:
-        _reject(out, "jwks.key_material", f"{name} has no valid n and e", "Publish n and e.")
+        add_reject(out, "jwks.key_material", f"{name} has no valid n and e", "Publish n and e.")
         return None
     if n.bit_length() < 2048:
         detail = f"{name} has a {n.bit_length()}-bit modulus"
-        _reject(out, "jwks.rsa_size", detail, "Use an RSA key of at least 2048 bits.")
+        add_reject(out, "jwks.rsa_size", detail, "Use an RSA key of at least 2048 bits.")
     return public
 
 
 def _ec_public(key: Mapping[str, Any], name: str, alg: str, out: list[Finding]) -> PublicKey | None:
     crv = key.get("crv")
     if not isinstance(crv, str) or crv not in _CURVES:
-        _reject(out, "jwks.ec_curve", f"{name} has crv {_show(crv)}", "Use P-256, P-384 or P-521.")
+        add_reject(
+            out, "jwks.ec_curve", f"{name} has crv {show(crv)}", "Use P-256, P-384 or P-521."
+        )
         return None
     curve, curve_alg = _CURVES[crv]
     if alg in EC_ALGS and alg != curve_alg:
-        _house(out, "jwks.ec_curve", f"{name} pairs {crv} with {alg}", f"Set alg {curve_alg}.")
+        add_house(out, "jwks.ec_curve", f"{name} pairs {crv} with {alg}", f"Set alg {curve_alg}.")
     x, y = _b64url_int(key.get("x")), _b64url_int(key.get("y"))
     try:
         if x is None or y is None:
@@ -143,7 +145,7 @@ def _ec_public(key: Mapping[str, Any], name: str, alg: str, out: list[Finding]) 
         return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
     except ValueError:
         detail = f"{name} has no valid x and y on {crv}"
-        _reject(out, "jwks.key_material", detail, "Publish the key's x and y.")
+        add_reject(out, "jwks.key_material", detail, "Publish the key's x and y.")
         return None
 
 
@@ -155,37 +157,37 @@ def _check_x5c(chain: Any, public: PublicKey, name: str, out: list[Finding]) -> 
         der = base64.b64decode(chain[0], validate=True)
         cert_key = x509.load_der_x509_certificate(der).public_key()
     except (ValueError, binascii.Error):
-        _reject(out, "jwks.x5c", f"{name}: x5c[0] is not a base64 DER certificate", fix)
+        add_reject(out, "jwks.x5c", f"{name}: x5c[0] is not a base64 DER certificate", fix)
         return
     if cert_key != public:
-        _reject(out, "jwks.x5c", f"{name}: x5c[0] certifies a different public key", fix)
+        add_reject(out, "jwks.x5c", f"{name}: x5c[0] certifies a different public key", fix)
 
 
 def check_discovery(doc: Mapping[str, Any], *, issuer: str) -> list[Finding]:
     """The provider URL's shape and the discovery document STS reads under it."""
     out = check_issuer_url(issuer)
     if doc.get("issuer") != issuer:
-        detail = f"the document's issuer {_show(doc.get('issuer'))} is not {issuer!r}"
-        _reject(out, "discovery.issuer", detail, "Serve the provider URL as issuer.", iss=issuer)
+        detail = f"the document's issuer {show(doc.get('issuer'))} is not {issuer!r}"
+        add_reject(out, "discovery.issuer", detail, "Serve the provider URL as issuer.", iss=issuer)
     jwks_uri = doc.get("jwks_uri")
     parts = _split(jwks_uri)
     fix = "Serve the JWKS at an absolute https URL on a public host."
     if parts is not None and parts.scheme == "http" and _is_loopback(parts.hostname):
         detail = f"jwks_uri {jwks_uri!r} is loopback http: fine for local tests, STS needs https"
-        _house(out, "discovery.jwks_uri", detail, fix)
+        add_house(out, "discovery.jwks_uri", detail, fix)
     elif parts is None or parts.scheme != "https" or not parts.hostname:
-        _reject(out, "discovery.jwks_uri", f"jwks_uri {_show(jwks_uri)} is not https", fix)
+        add_reject(out, "discovery.jwks_uri", f"jwks_uri {show(jwks_uri)} is not https", fix)
     # STS is only documented to read issuer and jwks_uri; the rest is OIDC Discovery hygiene.
     for rule, member, want in (
         ("discovery.response_types", "response_types_supported", "id_token"),
         ("discovery.subject_types", "subject_types_supported", "public"),
     ):
         if not isinstance(doc.get(member), list) or want not in doc[member]:
-            _house(out, rule, f"{member} is {_show(doc.get(member))}", f'List "{want}" in it.')
+            add_house(out, rule, f"{member} is {show(doc.get(member))}", f'List "{want}" in it.')
     algs = doc.get("id_token_signing_alg_values_supported")
     if not isinstance(algs, list) or not algs or not all(a in ALLOWED_ALGS for a in map(str, algs)):
-        detail = f"id_token_signing_alg_values_supported is {_show(algs)}"
-        _house(out, "discovery.signing_algs", detail, "List the RS*/ES* algs the keys use.")
+        detail = f"id_token_signing_alg_values_supported is {show(algs)}"
+        add_house(out, "discovery.signing_algs", detail, "List the RS*/ES* algs the keys use.")
     return out
 
 
@@ -213,7 +215,7 @@ def check_issuer_url(issuer: str) -> list[Finding]:
     # Loopback (http, or https with a test CA) is what config allows for local tests.
     if parts.scheme in ("http", "https") and _is_loopback(parts.hostname):
         detail = f"issuer {issuer!r} is loopback: fine for local tests, AWS cannot reach it"
-        _house(out, "discovery.issuer_url", detail, fix)
+        add_house(out, "discovery.issuer_url", detail, fix)
         return out
     host_port = parts.netloc.rpartition("@")[2].rpartition("]")[2]  # past userinfo and IPv6
     problems = [
@@ -232,5 +234,5 @@ def check_issuer_url(issuer: str) -> list[Finding]:
     ]
     if problems:
         detail = f"issuer {issuer!r} " + ", ".join(problems)
-        _reject(out, "discovery.issuer_url", detail, fix, iss=issuer)
+        add_reject(out, "discovery.issuer_url", detail, fix, iss=issuer)
     return out

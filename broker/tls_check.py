@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
 
-from broker.sts_rules import Finding, Severity
+from broker.sts_catalogue import Finding, Severity
 
 EXPIRY_WARNING_DAYS = 21
 _HANDSHAKE, _CHANGE_CIPHER_SPEC, _CERTIFICATE = 22, 20, 11

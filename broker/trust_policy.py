@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from broker.sts_rules import TAGS_CLAIM, Finding, Severity
+from broker.sts_catalogue import TAGS_CLAIM, Finding, Severity
 
 WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
 TAG_SESSION = "sts:TagSession"

@@ -20,7 +20,7 @@ from broker import doctor
 from broker.app import Broker
 from broker.cli import main
 from broker.config import Settings
-from broker.sts_rules import NOT_VALIDATED, RETRIEVE_KEY, Severity
+from broker.sts_catalogue import NOT_VALIDATED, RETRIEVE_KEY, Severity
 from tests.conftest import StartBroker
 from tests.doctor_fixtures import Doc, crafted_issuer, standard_docs
 from tests.negative_tokens import Signer

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from broker import doctor
 from broker.cli import main
-from broker.sts_rules import NOT_VALIDATED, TAGS_CLAIM, Severity
+from broker.sts_catalogue import NOT_VALIDATED, TAGS_CLAIM, Severity
 from tests.conftest import StartBroker
 from tests.negative_tokens import AUD, ISSUER, NOW, ROLE, Negative, Signer, negatives
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from broker import policy as policies
 from broker.cli import main
 from broker.config import Settings
-from broker.sts_rules import TAGS_CLAIM, Finding, Severity
+from broker.sts_catalogue import TAGS_CLAIM, Finding, Severity
 from broker.trust_policy import ACCESS_DENIED, PolicyError, evaluate
 from tests.negative_tokens import AUD, Signer
 

@@ -7,7 +7,7 @@ import time
 import jwt as pyjwt
 import pytest
 
-from broker import sts_rules
+from broker import sts_catalogue, sts_rules
 from broker.sts_rules_issuer import check_jwks
 from tests.conftest import LiveBroker, StartBroker
 
@@ -21,7 +21,7 @@ def mint_response(broker: LiveBroker, proof: str = "rules"):  # type: ignore[no-
 def test_minted_tokens_and_served_jwks_pass_every_rule(live_broker: StartBroker, alg: str) -> None:
     broker = live_broker(key_algorithm=alg)
     jwks = broker.client.get("/.well-known/jwks.json").json()
-    assert sts_rules.blocking(check_jwks(jwks)) == []
+    assert sts_catalogue.blocking(check_jwks(jwks)) == []
     for proof in ("a", "b", "federation-proof"):
         token = mint_response(broker, proof).json()["jwt"]
         header = pyjwt.get_unverified_header(token)

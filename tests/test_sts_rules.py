@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from joserfc.jwk import ECKey, RSAKey
 
 from broker import sts_rules
-from broker.sts_rules import (
+from broker.sts_catalogue import (
+    MESSAGES,
     RETRIEVE_KEY,
     ROLES_CLAIM,
     RULES,
@@ -27,11 +28,9 @@ from broker.sts_rules import (
     Finding,
     Severity,
     blocking,
-    check_roles_claim,
-    check_token,
-    check_token_kid,
     sts_outcome,
 )
+from broker.sts_rules import check_roles_claim, check_token, check_token_kid
 from broker.sts_rules_issuer import check_discovery, check_jwks
 
 NOW = 1_800_000_000
@@ -680,7 +679,7 @@ def test_rsa_token_against_its_own_key_has_no_findings() -> None:
 
 
 def test_every_sts_message_belongs_to_a_rule() -> None:
-    assert set(sts_rules._MESSAGES) <= set(RULES)
+    assert set(MESSAGES) <= set(RULES)
 
 
 def test_retrieve_key_message_keeps_awss_double_space() -> None:
