@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from broker.cli_common import json_option, table
+from broker.cli_common import config_option, json_option, reports_errors, table
+from broker.config import CONFIG_ENV, load_settings
 
 if TYPE_CHECKING:
     from broker.doctor import Report
@@ -41,21 +43,32 @@ def _read_json(path: Path | None, option: str) -> Any:
 
 
 @click.command()
-@click.option("--issuer", help="Provider URL: fetch its discovery and JWKS the way STS does.")
+@click.option(
+    "--issuer",
+    help="Provider URL: fetch its discovery and JWKS the way STS does (default with --config: "
+    "the configured issuer).",
+)
 @click.option("--token", "token_arg", metavar="JWT|@FILE", help="A token, or @FILE holding one.")
 @click.option("--jwks", "jwks_file", type=_FILE, help="Check against this JWKS (fully offline).")
 @click.option(
     "--audience",
     "audiences",
     multiple=True,
-    default=("sts.amazonaws.com",),
-    show_default=True,
-    help="Client id registered on the IAM OIDC provider (repeatable).",
+    help="Client id registered on the IAM OIDC provider (repeatable; default: the configured "
+    "audience, else sts.amazonaws.com).",
 )
 @click.option("--role-arn", help="Role to be assumed: applies the roles-claim pinning rules.")
 @click.option("--trust-policy", "policy_file", type=_FILE, help="Role trust policy JSON (--token).")
 @click.option("--ca-file", type=_FILE, help="Also trust this CA bundle (STS trusts public CAs).")
+@click.option(
+    "--now",
+    type=click.IntRange(min=0),
+    metavar="EPOCH",
+    help="Judge the token's times as of this Unix time, e.g. when a job failed (default: now).",
+)
+@config_option
 @json_option
+@reports_errors
 def doctor(
     issuer: str | None,
     token_arg: str | None,
@@ -64,6 +77,8 @@ def doctor(
     role_arn: str | None,
     policy_file: Path | None,
     ca_file: Path | None,
+    now: int | None,
+    config_file: Path | None,
     as_json: bool,
 ) -> None:
     """Offline STS-conformance preflight: would AssumeRoleWithWebIdentity accept this?
@@ -75,14 +90,22 @@ def doctor(
     \b
     Examples:
       test-broker doctor --issuer https://oidc.example.com
+      test-broker doctor --config /etc/test-broker/config.toml
       test-broker doctor --token @token.jwt --role-arn arn:aws:iam::123456789012:role/oidc-test
       test-broker doctor --token @token.jwt --jwks jwks.json --trust-policy trust.json --json
     """
     from broker import doctor as preflight
     from broker.trust_policy import PolicyError
 
+    if config_file is not None or os.environ.get(CONFIG_ENV):
+        # Only an explicit config: the built-in default issuer is a loopback http URL.
+        settings = load_settings(config_file)
+        issuer = issuer or settings.oidc_issuer
+        audiences = audiences or (settings.audience,)
+        role_arn = role_arn or settings.test_role_arn
+    audiences = audiences or ("sts.amazonaws.com",)
     if issuer is None and token_arg is None:
-        raise click.UsageError("give --issuer URL, --token JWT|@FILE, or both")
+        raise click.UsageError("give --issuer URL, --config FILE, --token JWT|@FILE, or both")
     if policy_file is not None and token_arg is None:
         raise click.UsageError("--trust-policy is evaluated for a token: add --token")
     jwks = _read_json(jwks_file, "--jwks")
@@ -97,7 +120,7 @@ def doctor(
             role_arn=role_arn,
             policy=_read_json(policy_file, "--trust-policy"),
             ca_file=ca_file,
-            now=int(time.time()),
+            now=int(time.time()) if now is None else now,
         )
     except PolicyError as exc:
         raise click.BadParameter(str(exc), param_hint="--trust-policy") from None

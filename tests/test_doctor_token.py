@@ -178,10 +178,29 @@ def test_cli_accepts_a_good_token_with_exit_0(tmp_path: Path) -> None:
     assert result.output.splitlines()[-1] == "outcome: accept (STS would accept this token)"
 
 
+def test_now_judges_the_token_as_of_an_earlier_time(tmp_path: Path) -> None:
+    # "Why did last night's job fail?": a token that is expired now was fine when it was used.
+    issued = int(time.time()) - 7200
+    token, jwks = _files(tmp_path, SIGNER.sign(SIGNER.claims(issued)), SIGNER.jwks())
+    args = ["doctor", "--token", token, "--jwks", jwks, "--json"]
+    assert json.loads(CliRunner().invoke(main, args).output)["outcome"] == "ExpiredTokenException"
+    result = CliRunner().invoke(main, [*args, "--now", str(issued + 60)])
+    assert (result.exit_code, json.loads(result.output)["outcome"]) == (0, "accept")
+
+
+def test_a_bad_config_file_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "broker.toml"
+    bad.write_text('oidc_issuer = "https://oidc.example.com/"\n')
+    result = CliRunner().invoke(main, ["doctor", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "oidc_issuer" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
-        ([], "give --issuer URL, --token JWT|@FILE, or both"),
+        ([], "give --issuer URL, --config FILE, --token JWT|@FILE, or both"),
         (["--token", "@/nonexistent/t.jwt"], "cannot read token file"),
         (["--issuer", ISSUER, "--trust-policy", __file__], "add --token"),
     ],
@@ -220,6 +239,31 @@ def test_a_minted_token_is_accepted_against_the_live_issuer(
     assert (result.exit_code, body["outcome"]) == (0, "accept"), body
     # Loopback is a local test issuer: noted, not a rejection.
     assert {"house"} >= {f["severity"] for f in body["findings"] if f["rule"].startswith("disc")}
+
+
+def test_config_supplies_the_issuer_audience_and_test_role(
+    live_broker: StartBroker, tls_ca: trustme.CA, ca_file: str, tmp_path: Path
+) -> None:
+    pinned = {"audience": "test-client", "aws_account_id": "123456789012"}
+    broker = live_broker(tls=tls_ca, test_role_name="oidc-test", **pinned)
+    token = _mint(broker)
+    config = tmp_path / "broker.toml"
+
+    def doctor(role: str, *extra: str) -> tuple[int, dict[str, Any]]:
+        fields = {"oidc_issuer": broker.settings.oidc_issuer, **pinned, "test_role_name": role}
+        config.write_text("".join(f'{k} = "{v}"\n' for k, v in fields.items()))
+        args = ["--config", str(config), "--token", token, "--ca-file", ca_file, *extra]
+        result = CliRunner().invoke(main, ["doctor", *args, "--json"])
+        return result.exit_code, json.loads(result.output)
+
+    code, body = doctor("oidc-test")
+    # accepted: discovery came from the configured issuer, aud and the roles pin matched
+    assert (code, body["outcome"]) == (0, "accept"), body
+    assert body["info"]["discovery_seconds"] is not None
+    code, body = doctor("oidc-test-other")
+    assert "roles.target" in [f["rule"] for f in body.get("findings", [])], body
+    code, body = doctor("oidc-test", "--audience", "other")
+    assert body["outcome"] == "InvalidIdentityToken"  # an explicit option beats the config
 
 
 def test_a_tampered_token_fails_the_signature_against_the_live_issuer(
