@@ -1,7 +1,9 @@
 """Time verify's round trip (mint → STS → 5 S3 calls) against a local SeaweedFS.
 
 Run from the repository root: ``.venv/bin/python -m bench.verify_roundtrip [--rounds N]``.
-Prints a table and writes JSON to bench/results/ (gitignored). Goal: median < 50 ms.
+Prints a table and writes JSON to bench/results/ (gitignored). Goal: median < 50 ms. Then it
+times the whole SeaweedFS integration suite (``pytest -m integration``) as people run it;
+``--no-suite`` skips that.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import ssl
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +25,8 @@ from broker.cli_common import table
 from broker.verify import Target, Verifier, federation_token
 from tests.seaweed_harness import BUCKET, seaweed_stack
 
-RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 GOAL_MEDIAN_MS = 50.0
 
 
@@ -29,10 +35,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def integration_suite() -> dict[str, float | int]:
+    """Wall time of the integration suite run as a person would, in a fresh interpreter."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "integration"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    passed = re.search(r"(\d+) passed", summary)
+    if done.returncode != 0 or passed is None:
+        raise SystemExit(f"the integration suite failed ({summary or done.stderr.strip()})")
+    return {"tests": int(passed.group(1)), "wall_seconds": round(wall, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--no-suite", action="store_true", help="Skip timing the suite.")
     args = parser.parse_args()
     started = time.perf_counter()
     with seaweed_stack(rate_limits=False) as stack:
@@ -64,6 +89,9 @@ def main() -> None:
     verdict = "meets" if median < GOAL_MEDIAN_MS else "MISSES"
     goal = f"{verdict} the {GOAL_MEDIAN_MS:.0f} ms median goal"
     print(f"\n{args.rounds} rounds; stack up in {up_s:.2f} s; {goal}")
+    suite = None if args.no_suite else integration_suite()
+    if suite is not None:
+        print(f"integration suite: {suite['tests']} tests in {suite['wall_seconds']:.1f} s wall")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"verify_roundtrip-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(
@@ -73,6 +101,7 @@ def main() -> None:
                 "goal_median_ms": GOAL_MEDIAN_MS,
                 "machine": platform.platform(),
                 "stack_up_seconds": round(up_s, 3),
+                "integration_suite": suite,
                 "steps": {
                     n: {"median_ms": statistics.median(v), "p99_ms": percentile(v, 0.99)}
                     for n, v in series.items()
