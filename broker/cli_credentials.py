@@ -14,16 +14,16 @@ import click
 
 from broker import credentials, store
 from broker.cli_common import config_option, json_option, reports_errors, table, when
-from broker.config import TAG_KEY, load_settings
+from broker.config import TAG_KEY, Settings, load_settings
 from broker.errors import InvalidRequest
 
 
-def _connect(config_file: Path | None) -> tuple[sqlite3.Connection, int]:
+def _connect(config_file: Path | None) -> tuple[sqlite3.Connection, Settings]:
     from broker.files import private_dir
 
     settings = load_settings(config_file)
     private_dir(settings.data_dir)
-    return store.connect(settings.data_dir), settings.max_token_ttl_seconds
+    return store.connect(settings.data_dir), settings
 
 
 def _show(info: credentials.CredentialInfo, secret: str | None, as_json: bool) -> None:
@@ -54,12 +54,18 @@ def _table(infos: list[credentials.CredentialInfo]) -> str:
     return table(head, rows)
 
 
-def _tags(pairs: tuple[str, ...]) -> dict[str, str]:
+def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
+    own = {settings.scope_tag.lower(), settings.caller_tag.lower()}
     tags = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not TAG_KEY.fullmatch(key) or key.lower().startswith("aws:"):
             raise InvalidRequest(f"--tag {pair!r}: use KEY=VALUE with an STS-legal key")
+        if key.lower() in own or key.lower() in {k.lower() for k in tags}:
+            raise InvalidRequest(
+                f"--tag {pair!r}: tag keys are unique ignoring case, and the broker sets "
+                f"{settings.scope_tag!r} and {settings.caller_tag!r} itself"
+            )
         if len(value) > 256 or value.lower().startswith("aws:"):
             raise InvalidRequest(f"--tag {pair!r}: value too long or starts with aws:")
         tags[key] = value
@@ -103,7 +109,8 @@ def add(
       test-broker credentials add --kind ci --name web --scope-pattern 'ci/web/pr-*/run-*' --json
       test-broker credentials add --kind dev --name alice --max-ttl 900
     """
-    conn, cap = _connect(config_file)
+    conn, settings = _connect(config_file)
+    cap = settings.max_token_ttl_seconds
     now = int(time.time())
     if max_ttl is not None and not 60 <= max_ttl <= cap:
         raise InvalidRequest(f"--max-ttl must be between 60 and {cap} (max_token_ttl_seconds)")
@@ -114,7 +121,7 @@ def add(
             name=name,
             scope_pattern=scope_pattern,
             max_ttl=max_ttl or cap,
-            extra_tags=_tags(tag_pairs),
+            extra_tags=_tags(tag_pairs, settings),
             expires_at=None if expires_in_days is None else now + expires_in_days * 86400,
             now=now,
         )

@@ -57,7 +57,8 @@ class Minter:
     def claims(self, req: MintRequest, ttl: int, now: int, jti: str) -> dict[str, Any]:
         s = self._settings
         tags = {s.scope_tag: [req.scope], s.caller_tag: [req.kind]}
-        tags.update({k: [v] for k, v in req.extra_tags.items()})
+        # An extra tag never replaces the broker's own (a case variant fails tags.duplicate_keys).
+        tags.update({k: [v] for k, v in req.extra_tags.items() if k not in tags})
         claims = {
             "iss": s.oidc_issuer,
             "sub": s.sub_template.replace("{scope}", req.scope),
@@ -79,7 +80,8 @@ class Minter:
         return claims
 
     def mint(self, req: MintRequest, *, ttl: int | None, now: int) -> MintResult:
-        ttl = self._settings.token_ttl_seconds if ttl is None else ttl
+        if ttl is None:  # the default never exceeds what this caller may have
+            ttl = min(self._settings.token_ttl_seconds, req.max_ttl)
         if ttl > req.max_ttl:
             raise TtlTooLong(
                 f"ttl_seconds {ttl} is above the {req.max_ttl} s this caller may have; ask for less"

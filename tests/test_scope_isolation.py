@@ -20,6 +20,8 @@ from broker.keyring import KeyRing
 from broker.mint import Minter
 from broker.scopes import WALLET
 
+TAGS = "https://aws.amazon.com/tags"
+
 NOW = 1_800_000_000
 names = st.from_regex(r"[a-z0-9][a-z0-9-]{0,8}", fullmatch=True)
 segment = st.one_of(
@@ -57,9 +59,11 @@ def overlaps(scope: str, prefix: str) -> bool:
         ),
         max_size=12,
     ),
+    # A credential row whose extra tags try to set the scope tag (the CLI refuses these).
+    sneaky=st.lists(st.booleans(), min_size=4, max_size=4),
 )
 def test_minted_scopes_stay_inside_their_own_caller(
-    tmp_path_factory, kinds_names, requests
+    tmp_path_factory, kinds_names, requests, sneaky
 ) -> None:  # type: ignore[no-untyped-def]
     data: Path = tmp_path_factory.mktemp("iso")
     cfg = load_settings(environ={}, data_dir=data, credential_minting=True)
@@ -70,14 +74,14 @@ def test_minted_scopes_stay_inside_their_own_caller(
     fed = FederationProof(b"s" * 32, 3600)
     callers = Callers(cfg, fed, conn)
     secrets = []
-    for kind, name in kinds_names:
+    for i, (kind, name) in enumerate(kinds_names):
         info, secret = credentials.add(
             conn,
             kind=kind,
             name=name,
             scope_pattern=None,
             max_ttl=600,
-            extra_tags={},
+            extra_tags={cfg.scope_tag: "0x" + "ab" * 20} if sneaky[i] else {},
             expires_at=None,
             now=NOW,
         )
@@ -111,4 +115,5 @@ def test_minted_scopes_stay_inside_their_own_caller(
             now=NOW,
         )
         assert findings == []
+        assert claims[TAGS]["principal_tags"][cfg.scope_tag] == [result.scope]
     conn.close()

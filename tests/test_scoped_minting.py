@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from contextlib import closing
+
 import jwt as pyjwt
 import pytest
+from click.testing import CliRunner
 
+from broker import credentials, store
+from broker.cli import main
 from tests.conftest import LiveBroker, StartBroker
 from tests.test_credentials import cli, mint
 
@@ -33,6 +39,9 @@ def ci_secret(broker: LiveBroker) -> str:
             "team=platform",
         )["secret"]
     )
+
+
+TAGS = "https://aws.amazon.com/tags"
 
 
 def claims(resp) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -92,3 +101,57 @@ def test_dev_gets_its_home_by_default_and_sub_prefixes(broker: LiveBroker) -> No
     assert mint(broker, secret, scope="dev/alice/exp-1").json()["scope"] == "dev/alice/exp-1"
     assert mint(broker, secret, scope="dev/alice2").status_code == 403
     assert claims(mint(broker, secret))["sub"] == "agentkeys:agent:dev/alice"
+
+
+def test_without_a_ttl_a_low_capped_caller_gets_its_cap(broker: LiveBroker) -> None:
+    # The default TTL (300 s) is above this caller's cap: it gets the cap, not a 400.
+    assert broker.settings.token_ttl_seconds > 120
+    added = cli(
+        broker.settings.data_dir,
+        *("credentials", "add", "--kind", "dev", "--name", "bob", "--max-ttl", "120"),
+    )
+    secret = str(added["secret"])
+    token = claims(mint(broker, secret))
+    assert token["exp"] - token["iat"] == 120  # type: ignore[operator]
+
+
+def test_extra_tags_never_replace_the_scope_or_caller_tag(broker: LiveBroker) -> None:
+    # The CLI refuses such tags; a row written some other way must still not move the scope.
+    with closing(store.connect(broker.settings.data_dir)) as conn:
+        _, secret = credentials.add(
+            conn,
+            kind="ci",
+            name="sneaky",
+            scope_pattern=None,
+            max_ttl=600,
+            extra_tags={"agentkeys_user_wallet": "ci/web/pr-1/run-1", "caller": "fed"},
+            expires_at=None,
+            now=int(time.time()),
+        )
+        _, case_variant = credentials.add(
+            conn,
+            kind="ci",
+            name="sneaky2",
+            scope_pattern=None,
+            max_ttl=600,
+            extra_tags={"Agentkeys_User_Wallet": "ci/web/pr-1/run-1"},
+            expires_at=None,
+            now=int(time.time()),
+        )
+    tags = claims(mint(broker, secret, scope="ci/sneaky/x"))[TAGS]["principal_tags"]  # type: ignore[index]
+    assert tags == {"agentkeys_user_wallet": ["ci/sneaky/x"], "caller": ["ci"]}
+    refused = mint(broker, case_variant, scope="ci/sneaky2/x")
+    assert (refused.status_code, refused.json()["error"]) == (400, "sts_rule_violation")
+    assert "tags.duplicate_keys" in refused.json()["message"]
+
+
+@pytest.mark.parametrize("tag", ["agentkeys_user_wallet=ci/other", "CALLER=fed", "a=1 --tag A=2"])
+def test_the_cli_refuses_tags_the_broker_sets_or_case_duplicates(
+    broker: LiveBroker, tag: str
+) -> None:
+    args = ["credentials", "add", "--kind", "ci", "--name", "web"]
+    for pair in tag.split(" --tag "):
+        args += ["--tag", pair]
+    result = CliRunner().invoke(main, args, env={"BROKER_DATA_DIR": str(broker.settings.data_dir)})
+    assert result.exit_code == 1
+    assert "tag keys are unique ignoring case" in result.output
