@@ -56,7 +56,7 @@ def _table(infos: list[credentials.CredentialInfo]) -> str:
 
 def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
     own = {settings.scope_tag.lower(), settings.caller_tag.lower()}
-    tags = {}
+    tags: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not TAG_KEY.fullmatch(key) or key.lower().startswith("aws:"):
