@@ -37,6 +37,7 @@ class Finding:
 RSA_ALGS = frozenset({"RS256", "RS384", "RS512"})
 EC_ALGS = frozenset({"ES256", "ES384", "ES512"})
 ALLOWED_ALGS = RSA_ALGS | EC_ALGS
+EC_ALG_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}  # RFC 7518 3.4
 TAGS_CLAIM = "https://aws.amazon.com/tags"
 ROLES_CLAIM = "https://aws.amazon.com/roles"
 LEEWAY = 300
@@ -78,7 +79,7 @@ RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on
     "jwks.ec_curve": "EC keys are P-256/384/521 (house: crv matches the key's alg)",
     "jwks.x5c": "x5c, if present, holds a certificate for the same public key",
     "kid.published": "the token's kid is in the JWKS (no kid: exactly one key, with a kid)",
-    "kid.key_type": "the JWK STS picks (last of duplicates) has the kty the header alg needs",
+    "kid.key_type": "the JWK STS picks (last of duplicates) has the kty/curve the header alg needs",
     "claims.aud.multiple": "more than one audience requires azp",
     "claims.azp": "azp, if present, is a registered client id (house: no azp)",
     "claims.aud.registered": "aud is a registered client id",

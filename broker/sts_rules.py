@@ -23,6 +23,7 @@ from typing import Any
 
 from broker.sts_catalogue import (
     ALLOWED_ALGS,
+    EC_ALG_CURVES,
     EC_ALGS,
     LEEWAY,
     MAX_TAGS,
@@ -120,6 +121,13 @@ def check_token_kid(header: Mapping[str, Any], jwks: Mapping[str, Any]) -> list[
     if picked.get("kty") != need:
         detail = f"STS picks the {picked.get('kty')} key {picked['kid']!r}; {alg} needs {need}"
         add_reject(out, "kid.key_type", detail, "Give every key its own kid.")
+        return out
+    # Each ES alg verifies on one curve only (RFC 7518 3.4); the JWK's own alg does not matter.
+    # An unknown crv is jwks.ec_curve's finding, not this one.
+    crv, need_crv = picked.get("crv"), EC_ALG_CURVES.get(str(alg))
+    if need_crv is not None and crv in EC_ALG_CURVES.values() and crv != need_crv:
+        detail = f"STS picks the {crv} key {picked['kid']!r}; {alg} needs {need_crv}"
+        add_reject(out, "kid.key_type", detail, "Sign with the alg of the key's curve.")
     return out
 
 

@@ -301,6 +301,19 @@ def negatives(signer: Signer) -> list[Negative]:
         ),
     ]
     out += [Negative(n, signer.sign(c), k, r, IIT, m) for n, k, r, m in jwk_cases]
+    # ES256 needs P-256 (RFC 7518 3.4); joserfc signs it with a P-384 key all the same.
+    p384 = ECKey.generate_key("P-384")
+    p384_jwk = {**p384.as_dict(private=False), "kid": p384.thumbprint()}  # no alg member
+    out.append(
+        Negative(
+            "ES256 token, P-384 key",
+            signer.sign(c, key=p384, alg="ES256"),
+            {"keys": [*jwks["keys"], p384_jwk]},
+            "kid.key_type",
+            IIT,
+            NOT_VALIDATED,
+        )
+    )
     rsa_token = signer.sign(c, key=signer.rsa, header={"kid": rsa_kid})
     out.append(Negative("101 RSA keys", rsa_token, many_rsa, "jwks.key_count", IIT, RETRIEVE_KEY))
     for name, roles, rule, message in (

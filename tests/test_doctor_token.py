@@ -48,6 +48,7 @@ CATALOGUE = {  # acceptance: each of these has a negative token
     "JWK with key_ops",
     "JWK with use enc",
     "101 RSA keys",
+    "ES256 token, P-384 key",
 }
 
 

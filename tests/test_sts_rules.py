@@ -21,6 +21,7 @@ from joserfc.jwk import ECKey, RSAKey
 from broker import sts_rules
 from broker.sts_catalogue import (
     MESSAGES,
+    NOT_VALIDATED,
     RETRIEVE_KEY,
     ROLES_CLAIM,
     RULES,
@@ -66,12 +67,14 @@ def _b64url(number: int) -> str:
 
 def _make_keys() -> dict[str, Any]:
     ec_key, rsa_key = ECKey.generate_key("P-256"), RSAKey.generate_key(2048)
+    p384 = ECKey.generate_key("P-384")
     small = rsa.generate_private_key(65537, 1024)  # noqa: S505  # too small on purpose
     return {
         "ec": {**ec_key.as_dict(private=False), "kid": ec_key.thumbprint()}
         | {"use": "sig", "alg": "ES256"},
         "rsa": {**rsa_key.as_dict(private=False), "kid": rsa_key.thumbprint()}
         | {"use": "sig", "alg": "RS256"},
+        "ec384": {**p384.as_dict(private=False), "kid": p384.thumbprint()},  # no alg member
         "ec_private": ec_key.as_dict(private=True),
         "ec_cert": _cert(ec_key.private_key),
         "rsa_cert": _cert(rsa_key.private_key),
@@ -438,6 +441,25 @@ CASES = [
         "kid.key_type",
         "last duplicate is RSA",
         both(keys(KEYS["ec"] | {"kid": "k"}, KEYS["rsa"] | {"kid": "k"}), head("kid", "k")),
+        REJECT,
+    ),
+    Case(
+        "kid.key_type",
+        "ES384 on a P-384 key",
+        both(keys(KEYS["ec384"]), head("kid", KEYS["ec384"]["kid"]), head("alg", "ES384")),
+        P,
+    ),
+    Case(
+        "kid.key_type",
+        "ES256 on a P-384 key",
+        both(keys(KEYS["ec384"]), head("kid", KEYS["ec384"]["kid"])),
+        REJECT,
+        message=NOT_VALIDATED,
+    ),
+    Case(
+        "kid.key_type",
+        "ES512 on a P-256 key",
+        head("alg", "ES512"),
         REJECT,
     ),
     Case(
