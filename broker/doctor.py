@@ -18,7 +18,6 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from broker import sts_rules, trust_policy
 from broker.config import is_loopback_host
@@ -33,10 +32,11 @@ from broker.sts_catalogue import (
     Severity,
     reject,
 )
-from broker.sts_rules_issuer import check_discovery, check_issuer_url, check_jwks
+from broker.sts_rules_issuer import check_discovery, check_issuer_url, check_jwks, split_url
 
 if TYPE_CHECKING:
     import ssl
+    from urllib.parse import SplitResult
 
     import httpx
 
@@ -136,8 +136,7 @@ class IssuerDocs:
     info: dict[str, Any]
 
 
-def _fetchable(url: str) -> bool:
-    parts = urlsplit(url)
+def _fetchable(parts: SplitResult) -> bool:
     # Loopback http is the dev default; STS itself fetches https only.
     return parts.scheme == "https" or (
         parts.scheme == "http" and is_loopback_host(parts.hostname or "")
@@ -156,7 +155,10 @@ def _fetch(
         return None, elapsed
 
     elapsed = 0.0
-    if not _fetchable(url):
+    parts = split_url(url)  # urlsplit raises on e.g. an unclosed IPv6 bracket
+    if parts is None:
+        return fail(f"{what} URL {url!r} is not a valid URL", "Publish a well-formed https URL.")
+    if not _fetchable(parts):
         return fail(f"{what} URL {url!r} is not https", "Serve it over https on a public host.")
     started = time.perf_counter()
     try:
@@ -217,7 +219,7 @@ def tls_targets(issuer: str, discovery: Mapping[str, Any] | None) -> list[tuple[
     urls = [issuer, (discovery or {}).get("jwks_uri")]
     targets: list[tuple[str, int]] = []
     for url in urls:
-        parts = urlsplit(url) if isinstance(url, str) else None
+        parts = split_url(url)  # None for a non-string or unparsable URL: already a finding
         if parts is None or parts.scheme != "https" or not parts.hostname:
             continue
         try:

@@ -170,7 +170,7 @@ def check_discovery(doc: Mapping[str, Any], *, issuer: str) -> list[Finding]:
         detail = f"the document's issuer {show(doc.get('issuer'))} is not {issuer!r}"
         add_reject(out, "discovery.issuer", detail, "Serve the provider URL as issuer.", iss=issuer)
     jwks_uri = doc.get("jwks_uri")
-    parts = _split(jwks_uri)
+    parts = split_url(jwks_uri)
     fix = "Serve the JWKS at an absolute https URL on a public host."
     if parts is not None and parts.scheme == "http" and _is_loopback(parts.hostname):
         detail = f"jwks_uri {jwks_uri!r} is loopback http: fine for local tests, STS needs https"
@@ -191,7 +191,8 @@ def check_discovery(doc: Mapping[str, Any], *, issuer: str) -> list[Finding]:
     return out
 
 
-def _split(url: Any) -> SplitResult | None:
+def split_url(url: Any) -> SplitResult | None:
+    """``urlsplit`` for untrusted input: None for a non-string or a URL it refuses."""
     try:
         return urlsplit(url) if isinstance(url, str) else None
     except ValueError:  # e.g. an unclosed IPv6 bracket
@@ -210,7 +211,7 @@ def _is_loopback(host: str | None) -> bool:
 def check_issuer_url(issuer: str) -> list[Finding]:
     """The provider URL's shape: what IAM registers and STS compares ``iss`` with."""
     out: list[Finding] = []
-    parts = _split(issuer) or urlsplit("")
+    parts = split_url(issuer) or urlsplit("")
     fix = "Use https://<lowercase host>[/path] with no port, query, fragment or trailing slash."
     # Loopback (http, or https with a test CA) is what config allows for local tests.
     if parts.scheme in ("http", "https") and _is_loopback(parts.hostname):

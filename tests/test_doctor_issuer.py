@@ -200,6 +200,25 @@ def test_a_slow_issuer_warns_and_one_over_budget_is_rejected(
     assert "no answer within 1 s" in timeout.detail
 
 
+def test_an_unparsable_issuer_url_is_a_finding_not_a_traceback() -> None:
+    # urlsplit raises "Invalid IPv6 URL" on an unclosed bracket; nothing is fetched.
+    result = doctor.diagnose(issuer="https://[oidc.example.com", token=None, now=int(time.time()))
+    assert {"discovery.issuer_url", "fetch.discovery"} <= set(_rejects(result))
+    assert result.info["tls"] == []
+
+
+def test_an_unparsable_jwks_uri_is_a_fetch_failure(leaf_pem: bytes, ca_file: Path) -> None:
+    def docs(url: str) -> dict[str, Doc]:
+        out = standard_docs(url, SIGNER.jwks())
+        out["/.well-known/openid-configuration"].body["jwks_uri"] = "https://[127.0.0.1/k"
+        return out
+
+    with crafted_issuer(leaf_pem, docs) as url:
+        result = _check(url, ca_file)
+    assert _rejects(result) == ["discovery.jwks_uri", "fetch.jwks"]
+    assert len(result.info["tls"]) == 1  # the issuer's endpoint; the broken URL is skipped
+
+
 # -- TLS -----------------------------------------------------------------------------------------
 
 
