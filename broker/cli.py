@@ -59,7 +59,7 @@ def serve(config_file: Path | None, host: str | None, port: int | None, check: b
 def _serve(settings: Settings, host: str, port: int, kinds: str) -> None:
     import uvicorn  # only `serve` pays for the server import
 
-    from broker.app import create_app
+    from broker.app import create_app, server_options
     from broker.logs import configure
 
     configure(settings.log_level)
@@ -72,11 +72,9 @@ def _serve(settings: Settings, host: str, port: int, kinds: str) -> None:
         app,
         host=host,
         port=port,
-        access_log=False,  # halves throughput on the discovery path (perf-notes.md)
         log_level=settings.log_level,
         log_config=None,  # uvicorn logs through our JSON handler too
-        server_header=False,
-        date_header=False,
+        **server_options(settings),
     )
 
 

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         1, gt=0, description="Failed authentications per second per client address."
     )
     unauth_burst: int = Field(20, ge=1, description="Failed-authentication burst per address.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or networks, e.g. nginx on 127.0.0.1) whose "
+        "`X-Forwarded-For` names the client; empty: the peer address is the client.",
+    )
     aws_account_id: str | None = Field(
         None, pattern=r"^[0-9]{12}$", description="AWS account of the test role and bucket."
     )
@@ -201,6 +206,17 @@ class Settings(BaseSettings):
                 f"{value!r} is not a usable STS tag key: 1-128 of A-Z a-z 0-9 _ . : / = + - @, "
                 "not starting with 'aws:'"
             )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                # "*" too: trusting every peer would let any client pick its rate-limit address.
+                raise ValueError(f"{item!r} is not an IP address or network") from None
         return value
 
     @field_validator("sub_template")

@@ -53,6 +53,8 @@ class MintApi:
         body = await json_body(
             request, SessionCreateBody, self.settings.max_body_bytes, optional=False
         )
+        if self.limits:  # again: attempts from this address may have failed during the await
+            self.per_address.check(client, time.monotonic())
         try:
             session = self.callers.federation.create_session(body.auth_token, self.clock())
         except Unauthorized:
@@ -94,19 +96,25 @@ class MintApi:
     async def _mint(self, request: Request, attempt: _Attempt) -> MintResult:
         if self.limits:
             self.per_address.check(attempt.client, time.monotonic())
+        now = self.clock()
         try:
-            token = bearer(request)
-            body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
-            now = self.clock()
-            attempt.who = self.callers.authenticate(token, now)
+            # Nothing awaits between the check and the spend, so concurrent failures from one
+            # address cannot all pass the check before any of them is charged.
+            attempt.who = self.callers.authenticate(bearer(request), now)
         except Unauthorized:
             if self.limits:  # only failed authentication spends the address's budget
                 self.per_address.spend(attempt.client, time.monotonic())
             raise
+        body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
         if self.limits:
-            self.per_caller.take(attempt.who.caller_id, time.monotonic())
+            self.per_caller.take(_limit_key(attempt.who, attempt.client), time.monotonic())
         attempt.request = self.callers.authorize(attempt.who, body.scope)
         return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
+
+
+def _limit_key(who: Who, client: str) -> str:
+    # A federation caller picks its wallet by picking a proof string: limit its address instead.
+    return who.caller_id if who.credential is not None else f"federation@{client}"
 
 
 @dataclass

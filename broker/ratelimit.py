@@ -6,12 +6,13 @@ callers one fresh burst. Never applied to discovery or JWKS (STS must always rea
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
 from broker.errors import RateLimited
 
-_MAX_KEYS = 100_000  # bound memory under a flood of distinct addresses
+MAX_KEYS = 100_000  # bound memory under a flood of distinct addresses
 
 
 @dataclass
@@ -21,22 +22,39 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, rate: float, burst: int, what: str) -> None:
+    def __init__(self, rate: float, burst: int, what: str, max_keys: int = MAX_KEYS) -> None:
         self.rate = rate
         self.burst = burst
         self.what = what
+        self.max_keys = max_keys
         self._buckets: dict[str, _Bucket] = {}
 
     def _bucket(self, key: str, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) >= _MAX_KEYS:
-                self._buckets.clear()
+            if len(self._buckets) >= self.max_keys:
+                self._make_room(now)
             bucket = self._buckets[key] = _Bucket(float(self.burst), now)
         else:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
             bucket.at = now
         return bucket
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _make_room(self, now: float) -> None:
+        # Forget refilled buckets first: they hold no debt, so a flood of fresh addresses
+        # cannot wipe the debt of the ones being limited.
+        for key in [k for k, b in self._buckets.items() if self._refilled(b, now)]:
+            del self._buckets[key]
+        # Everyone in debt: drop the oldest so that 10 % is free (amortised O(1) per key).
+        excess = len(self._buckets) - self.max_keys * 9 // 10
+        for key in list(itertools.islice(self._buckets, max(excess, 0))):
+            del self._buckets[key]
+
+    def _refilled(self, bucket: _Bucket, now: float) -> bool:
+        return bucket.tokens + (now - bucket.at) * self.rate >= self.burst
 
     def check(self, key: str, now: float) -> None:
         """Raise RateLimited if ``key`` has no token left; does not spend one."""

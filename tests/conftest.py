@@ -20,7 +20,7 @@ import pytest
 import trustme
 import uvicorn
 
-from broker.app import WellKnownFront, create_app
+from broker.app import WellKnownFront, create_app, server_options
 from broker.config import Settings, load_settings
 
 
@@ -94,7 +94,8 @@ def serving(
             chain = str(stack.enter_context(pem.tempfile()))
             ssl_files = {"ssl_keyfile": chain, "ssl_certfile": chain}
             verify = ssl_context(tls)
-        config = uvicorn.Config(app, log_level="warning", access_log=False, **ssl_files)
+        options = server_options(settings)
+        config = uvicorn.Config(app, log_level="warning", **options, **ssl_files)
         server = _Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()

@@ -93,6 +93,14 @@ def test_open_federation_on_public_issuer_needs_opt_in() -> None:
     assert s.open_federation_on_public_issuer
 
 
+def test_trusted_proxies_are_addresses_never_everyone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BROKER_TRUSTED_PROXIES", '["127.0.0.1", "10.0.0.0/8"]')
+    ok = load_settings(environ={})
+    assert ok.trusted_proxies == ["127.0.0.1", "10.0.0.0/8"]
+    with pytest.raises(ConfigError, match=r"trusted_proxies.*'\*' is not an IP address"):
+        load_settings(environ={}, trusted_proxies=["*"])
+
+
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})
