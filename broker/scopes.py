@@ -2,8 +2,8 @@
 
 A scope is ``/``-separated segments of ``[A-Za-z0-9_.:=+@-]`` (a strict subset of the STS tag
 charset), at most 256 characters, no empty, ``.`` or ``..`` segment. An allowance pattern is a
-scope whose segments may hold ``*`` (one or more characters within a segment) and may end in
-``/**`` (zero or more further segments). Every caller's allowance starts with a literal
+scope whose segments may hold one ``*`` each (one or more characters within the segment; one
+per segment keeps matching linear) and may end in ``/**`` (zero or more further segments). Every caller's allowance starts with a literal
 ``<kind>/<name>`` prefix and names are unique per kind, so allowances of different callers
 can never overlap — nor the federation wallets (``0x…``, one segment).
 """
@@ -54,6 +54,10 @@ def _compile(pattern: str) -> str:
     for segment in body.split("/"):
         if not _PATTERN_SEGMENT.fullmatch(segment) or segment in (".", ".."):
             raise ScopeMalformed(f"allowance pattern {pattern!r} has a bad segment {segment!r}")
+        if segment.count("*") > 1:  # several would make the regex backtrack exponentially
+            raise ScopeMalformed(
+                f"allowance pattern {pattern!r}: at most one '*' per segment ({segment!r})"
+            )
         parts.append(_SEGMENT.join(re.escape(p) for p in segment.split("*")))
     regex = "/".join(parts)
     return f"{regex}(?:/{_SEGMENT})*" if below else regex

@@ -155,3 +155,13 @@ def test_the_cli_refuses_tags_the_broker_sets_or_case_duplicates(
     result = CliRunner().invoke(main, args, env={"BROKER_DATA_DIR": str(broker.settings.data_dir)})
     assert result.exit_code == 1
     assert "tag keys are unique ignoring case" in result.output
+
+
+def test_a_pattern_with_two_stars_in_a_segment_is_refused(broker: LiveBroker) -> None:
+    # Several '*' in one segment compile to a regex that backtracks exponentially on a long scope.
+    args = ["credentials", "add", "--kind", "ci", "--name", "web", "--scope-pattern"]
+    env = {"BROKER_DATA_DIR": str(broker.settings.data_dir)}
+    result = CliRunner().invoke(main, [*args, "ci/web/*-*"], env=env)
+    assert result.exit_code == 1
+    assert "at most one '*' per segment" in result.output
+    assert CliRunner().invoke(main, [*args, "ci/web/pr-*/*"], env=env).exit_code == 0
