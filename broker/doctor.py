@@ -31,6 +31,7 @@ from broker.sts_catalogue import (
     Finding,
     Severity,
     reject,
+    show,
 )
 from broker.sts_rules_issuer import check_discovery, check_issuer_url, check_jwks, split_url
 
@@ -169,6 +170,8 @@ def _fetch(
     except httpx.HTTPError as exc:
         elapsed = time.perf_counter() - started
         return fail(f"{url} failed: {exc}", "Serve it on a reachable host with a valid chain.")
+    except httpx.InvalidURL as exc:  # not an HTTPError: e.g. a NUL byte, or over 64k characters
+        return fail(f"{what} URL {show(url)} cannot be requested: {exc}", "Publish a valid URL.")
     elapsed = round(time.perf_counter() - started, 3)
     if response.is_redirect:
         where = response.headers.get("location", "?")

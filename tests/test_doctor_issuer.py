@@ -88,6 +88,12 @@ def _jwks_with(**members: Any) -> dict[str, Any]:
     return jwks
 
 
+def _discovery_with(url: str, **members: Any) -> dict[str, Doc]:
+    docs = standard_docs(url, SIGNER.jwks())
+    docs["/.well-known/openid-configuration"].body.update(members)
+    return docs
+
+
 CRAFTED: list[tuple[str, Docs, str, str]] = [
     (
         "private key published",
@@ -123,6 +129,18 @@ CRAFTED: list[tuple[str, Docs, str, str]] = [
     (
         "jwks not JSON",
         lambda url: standard_docs(url, None) | {"/.well-known/jwks.json": Doc(b"<html>")},
+        "fetch.jwks",
+        RETRIEVE_KEY,
+    ),
+    (
+        "jwks_uri with a NUL byte",
+        lambda url: _discovery_with(url, jwks_uri=f"{url}/\u0000x"),
+        "fetch.jwks",
+        RETRIEVE_KEY,
+    ),
+    (
+        "jwks_uri of 70 000 characters",
+        lambda url: _discovery_with(url, jwks_uri=f"{url}/{'a' * 70_000}"),
         "fetch.jwks",
         RETRIEVE_KEY,
     ),
