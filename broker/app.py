@@ -193,8 +193,11 @@ class Broker:
         # A timer, not synchronisation: the CLI may rotate keys at any moment.
         while True:
             await asyncio.sleep(self.settings.key_reload_seconds)
-            if self.ring.refresh(self.clock()):
-                self.conformant = self._self_check(at_start=False)
+            try:
+                if self.ring.refresh(self.clock()):
+                    self.conformant = self._self_check(at_start=False)
+            except Exception:  # a dead reloader would silently ignore `keys remove`
+                log.exception("key reload failed; keeping the published keys, retrying")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

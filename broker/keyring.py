@@ -28,7 +28,8 @@ class KeyRing:
         if self.store.stamp() != snapshot.stamp:
             try:
                 snapshot = self.store.snapshot(previous=snapshot)
-            except (OSError, ValueError, KeyStoreError) as exc:  # e.g. a PEM pruned meanwhile
+            # A PEM pruned meanwhile, a half-edited or hand-broken state file (wrong shapes).
+            except (OSError, ValueError, LookupError, TypeError, KeyStoreError) as exc:
                 log.warning(
                     "key store changed but could not be read yet, keeping old keys: %s", exc
                 )

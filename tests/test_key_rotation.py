@@ -109,3 +109,25 @@ def test_rotation_refused_past_the_bound_names_the_way_out(tmp_path: Path) -> No
     assert second.returncode == 1
     assert "max_published_keys" in second.stderr
     assert "keys remove" in second.stderr
+
+
+def test_a_broken_state_file_does_not_stop_the_reloader(
+    live_broker: StartBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = live_broker()
+    data = broker.settings.data_dir
+    state = data / "keys" / "state.json"
+    good = state.read_text()
+
+    def replace(text: str) -> None:  # by rename, as the CLI writes it
+        tmp = state.with_name("state.tmp")
+        tmp.write_text(text)
+        tmp.replace(state)
+
+    before = published(broker)
+    replace('{"version": 1, "keys": [{"kid": "hand-edited"}]}')
+    wait_until(lambda: any("could not be read" in r.getMessage() for r in caplog.records))
+    assert published(broker) == before  # the old keys stay published
+    replace(good)
+    new_next = next(k for k, s in states(cli(data, "rotate")).items() if s == "next")
+    wait_until(lambda: new_next in published(broker))  # still reloading
