@@ -37,7 +37,7 @@ def _read_json(path: Path | None, option: str) -> Any:
         return None
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting
         message = f"{str(path)!r} is not a JSON file: {exc}"
         raise click.BadParameter(message, param_hint=option) from None
 

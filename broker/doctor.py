@@ -186,7 +186,7 @@ def _fetch(
         out.append(warn("fetch.time", detail, "Serve the documents from precomputed bytes."))
     try:
         doc = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep for json
         doc = None
     if not isinstance(doc, dict):
         return fail(f"{url} did not answer a JSON object", "Serve the document as JSON.")
@@ -260,7 +260,8 @@ def parse_token(text: str) -> Token | None:
         # json keeps the last of duplicate members, as STS does.
         header, claims = (json.loads(_b64url(p)) for p in parts[:2])
         signature = _b64url(parts[2])
-    except (ValueError, binascii.Error):  # includes JSON and UTF-8 errors
+    # ValueError includes JSON and UTF-8 errors; RecursionError is JSON nested too deep ("[" * 10k)
+    except (ValueError, binascii.Error, RecursionError):
         return None
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None

@@ -145,6 +145,12 @@ CRAFTED: list[tuple[str, Docs, str, str]] = [
         RETRIEVE_KEY,
     ),
     (
+        "jwks nested too deep",
+        lambda url: standard_docs(url, None) | {"/.well-known/jwks.json": Doc(b"[" * 10_000)},
+        "fetch.jwks",
+        RETRIEVE_KEY,
+    ),
+    (
         "jwks behind auth",
         lambda url: standard_docs(url, None) | {"/.well-known/jwks.json": Doc({}, status=401)},
         "fetch.jwks",

@@ -134,6 +134,21 @@ def test_not_a_jwt_is_diagnosed_not_raised() -> None:
     ) == ("InvalidIdentityToken", ["token.jwt"])
 
 
+def _with_payload(payload: bytes) -> str:
+    head, _, signature = SIGNER.sign(SIGNER.claims()).split(".")
+    return f"{head}.{base64.urlsafe_b64encode(payload).rstrip(b'=').decode()}.{signature}"
+
+
+def test_json_nested_too_deep_is_not_a_jwt_not_a_recursion_error() -> None:
+    token = _with_payload(b"[" * 10_000)  # about 13 000 characters: under the length cap
+    assert len(token) < 20_000
+    result = diagnose(token, SIGNER.jwks())
+    assert (result.outcome, [f.rule for f in result.findings]) == (
+        "InvalidIdentityToken",
+        ["token.jwt"],
+    )
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
@@ -169,6 +184,15 @@ def test_cli_table_names_the_finding_sts_words_and_fix(tmp_path: Path) -> None:
     assert "principal_tags passed in claim is not in correct format." in row
     assert 'Write each tag as "key": ["value"] under principal_tags.' in row
     assert rest[-1].startswith("outcome: InvalidIdentityToken: principal_tags passed")
+
+
+def test_cli_a_jwks_nested_too_deep_is_a_usage_error(tmp_path: Path) -> None:
+    token, jwks = _files(tmp_path, SIGNER.sign(SIGNER.claims()), {})
+    Path(jwks).write_text("[" * 10_000)
+    result = CliRunner().invoke(main, ["doctor", "--token", token, "--jwks", jwks])
+    assert result.exit_code == 2
+    assert "is not a JSON file" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_cli_accepts_a_good_token_with_exit_0(tmp_path: Path) -> None:
