@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker.sts_catalogue import (
@@ -158,6 +159,10 @@ def _check_x5c(chain: Any, public: PublicKey, name: str, out: list[Finding]) -> 
         cert_key = x509.load_der_x509_certificate(der).public_key()
     except (ValueError, binascii.Error):
         add_reject(out, "jwks.x5c", f"{name}: x5c[0] is not a base64 DER certificate", fix)
+        return
+    except UnsupportedAlgorithm:  # no ValueError: a key type cryptography does not know
+        detail = f"{name}: x5c[0] certifies a key of an unknown algorithm, not this key"
+        add_reject(out, "jwks.x5c", detail, fix)
         return
     if cert_key != public:
         add_reject(out, "jwks.x5c", f"{name}: x5c[0] certifies a different public key", fix)

@@ -79,7 +79,15 @@ def _make_keys() -> dict[str, Any]:
         "ec_cert": _cert(ec_key.private_key),
         "rsa_cert": _cert(rsa_key.private_key),
         "small_n": _b64url(small.public_key().public_numbers().n),
+        "unknown_key_cert": _unknown_key_cert(_cert(ec_key.private_key)),
     }
+
+
+def _unknown_key_cert(cert: str) -> str:
+    """The certificate with its key's algorithm OID made unknown: cryptography cannot load it."""
+    ec_public_key = bytes.fromhex("06072A8648CE3D0201")  # OID 1.2.840.10045.2.1
+    der = base64.b64decode(cert).replace(ec_public_key, bytes.fromhex("06072A8648CE3D0209"))
+    return base64.b64encode(der).decode()
 
 
 KEYS = _make_keys()
@@ -420,6 +428,7 @@ CASES = [
     Case("jwks.x5c", "other key's certificate", jwk(1, x5c=[KEYS["ec_cert"]]), REJECT),
     Case("jwks.x5c", "not base64 DER", jwk(0, x5c=["not a cert"]), REJECT),
     Case("jwks.x5c", "empty chain", jwk(0, x5c=[]), REJECT),
+    Case("jwks.x5c", "unknown key algorithm", jwk(0, x5c=[KEYS["unknown_key_cert"]]), REJECT),
     Case("kid.published", "published", nothing, P),
     Case("kid.published", "no kid, one-key JWKS", both(no_head("kid"), keys(KEYS["ec"])), P),
     Case("kid.published", "no kid, two keys", no_head("kid"), REJECT, message=RETRIEVE_KEY),
