@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from broker import credentials
 from broker.config import Settings
-from broker.errors import ScopeMalformed, ScopeNotAllowed, Unauthorized
+from broker.errors import ScopeMalformed, ScopeNotAllowed, StoreUnavailable, Unauthorized
 from broker.federation import SESSION_PREFIX, FederationProof
 from broker.mint import CallerKind, MintRequest
 from broker.scopes import check_scope
@@ -38,7 +38,10 @@ class Callers:
             session = self.federation.resolve(bearer, now)
             return Who(kind="fed", caller_id=session.wallet, credential=None)
         if credentials.is_credential_bearer(bearer) and self._conn is not None:
-            caller = credentials.authenticate(self._conn, bearer, now)
+            try:
+                caller = credentials.authenticate(self._conn, bearer, now)
+            except sqlite3.Error as exc:  # locked, I/O error, damaged file: not the caller's fault
+                raise StoreUnavailable(f"credential store unavailable ({exc}); try again") from None
             return Who(kind=caller.kind, caller_id=caller.id, credential=caller)
         raise Unauthorized()
 

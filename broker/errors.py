@@ -78,6 +78,12 @@ class TtlTooLong(BadRequest):
     code = "ttl_too_long"
 
 
+class ClientDisconnected(BadRequest):
+    """The client closed the connection before its whole request body arrived."""
+
+    code = "client_disconnected"
+
+
 class Unauthorized(BrokerError):
     """Bad bearer; one fixed body whatever the cause, so nobody can probe which exist."""
 
@@ -176,6 +182,13 @@ class AuditUnavailable(BrokerError):
     """The audit record could not be committed, so the token is withheld."""
 
     code = "audit_unavailable"
+    status = 503
+
+
+class StoreUnavailable(BrokerError):
+    """The credential store could not be read, so the caller cannot be checked; retry."""
+
+    code = "store_unavailable"
     status = 503
 
 

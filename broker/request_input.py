@@ -10,11 +10,12 @@ import re
 from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from broker.config import TTL_HARD_CAP
 from broker.errors import (
     BodyTooLarge,
+    ClientDisconnected,
     InvalidJson,
     InvalidRequest,
     Unauthorized,
@@ -24,6 +25,7 @@ from broker.errors import (
 # RFC 6750 b64token; the scheme is case-insensitive.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
 _MAX_BEARER = 512
+_DECIMAL = re.compile(r"[0-9]{1,18}")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,17 +68,20 @@ def bearer(request: Request) -> str:
 async def read_body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not _DECIMAL.fullmatch(declared):  # str.isdigit() also takes "²" and 5000 digits
             raise InvalidRequest("Content-Length must be a decimal number of bytes")
         if int(declared) > max_bytes:
             raise BodyTooLarge(f"request body is {declared} bytes; the limit is {max_bytes}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:  # chunked uploads declare no length
-            raise BodyTooLarge(f"request body exceeds the {max_bytes}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:  # chunked uploads declare no length
+                raise BodyTooLarge(f"request body exceeds the {max_bytes}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:  # nobody will read the answer, but the attempt is still recorded
+        raise ClientDisconnected("the client closed the connection mid-body") from None
     return b"".join(chunks)
 
 

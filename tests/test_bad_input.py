@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
 
+import pytest
+from starlette.types import Message
+
+from broker.app import create_app
+from broker.config import Settings
 from tests.conftest import LiveBroker, StartBroker
 
 MINT = "/v1/mint-oidc-jwt"
@@ -144,3 +152,69 @@ def test_wrong_methods_get_405(broker: LiveBroker, method: str, path: str) -> No
 
 def test_unknown_route_is_404_json(broker: LiveBroker) -> None:
     assert_error(broker.client.get("/nope"), 404, "not_found")
+
+
+# -- inputs uvicorn's parser never lets through, but a proxy or another server might ---------------
+
+
+def _asgi(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], messages: list[Message]
+) -> list[Message]:
+    """Call the app directly: receive() hands out ``messages`` in order."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def _error(sent: list[Message]) -> tuple[int, str]:
+    return sent[0]["status"], json.loads(sent[1]["body"])["error"]
+
+
+@pytest.mark.parametrize("length", ["²", "1" * 5000, "-1", " 5"])
+def test_a_strange_content_length_is_400(
+    make_settings: Callable[..., Settings], length: str
+) -> None:
+    app = create_app(make_settings())
+    body = {"type": "http.request", "body": b"{}", "more_body": False}
+    headers = [(b"content-type", b"application/json"), (b"content-length", length.encode())]
+    sent = _asgi(app, SESSION, headers, [body])
+    assert _error(sent) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("path", [SESSION, MINT])
+def test_a_client_gone_mid_body_is_a_refusal_not_a_traceback(
+    make_settings: Callable[..., Settings], path: str
+) -> None:
+    app = create_app(make_settings())
+    whole = {"type": "http.request", "body": b'{"auth_token": "p"}', "more_body": False}
+    json_type = (b"content-type", b"application/json")
+    session = json.loads(_asgi(app, SESSION, [json_type], [whole])[1]["body"])["session"]
+    headers = [
+        json_type,
+        (b"content-length", b"40"),
+        (b"authorization", b"Bearer " + session.encode()),
+    ]
+    part = {"type": "http.request", "body": b'{"auth_token": ', "more_body": True}
+    sent = _asgi(app, path, headers, [part, {"type": "http.disconnect"}])
+    assert _error(sent) == (400, "client_disconnected")

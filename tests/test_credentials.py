@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,17 @@ def test_duplicate_live_name_is_refused(broker: LiveBroker) -> None:
 def test_credential_bearers_are_404_unless_enabled(live_broker: StartBroker) -> None:
     inert = live_broker(issuer="https://oidc.example.com")
     assert mint(inert, "otb_ci_000000000000_x").status_code == 404
+
+
+def test_an_unreadable_credential_store_is_503_not_500(broker: LiveBroker) -> None:
+    secret = str(
+        cli(broker.settings.data_dir, "credentials", "add", "--kind", "dev", "--name", "a")[
+            "secret"
+        ]
+    )
+    assert mint(broker, secret).status_code == 200
+    # A real fault, not a mock: the table the broker reads is gone.
+    with closing(sqlite3.connect(broker.settings.data_dir / "broker.sqlite3")) as conn:
+        conn.execute("DROP TABLE credentials")
+    resp = mint(broker, secret)
+    assert (resp.status_code, resp.json()["error"]) == (503, "store_unavailable")
