@@ -318,7 +318,12 @@ def check_token(
     if token is None:
         detail = "the token is not three base64url parts with a JSON header and claims"
         fix = "Pass the compact JWT exactly as the broker returned it."
-        return None, [reject("token.jwt", detail, fix, NOT_A_JWT, "InvalidIdentityToken")]
+        # STS checks the length first: an over-long token is a ValidationError, parsable or not.
+        too_long = sts_rules.check_token_length(len(text))
+        return None, [
+            *too_long,
+            reject("token.jwt", detail, fix, NOT_A_JWT, "InvalidIdentityToken"),
+        ]
     iss = token.claims.get("iss")
     provider = issuer if issuer is not None else iss if isinstance(iss, str) else ""
     out = sts_rules.check_token(

@@ -58,10 +58,7 @@ def check_token(
     max_lifetime: int = 3600,
 ) -> list[Finding]:
     """Every rule a token's header and claims can break (signature and JWKS excluded)."""
-    out: list[Finding] = []
-    if token_length > MAX_TOKEN_LENGTH:
-        detail = f"the token is {token_length} characters long"
-        add_reject(out, "token.length", detail, "Carry fewer or shorter claims and tags.")
+    out = check_token_length(token_length)
     _check_header(header, out)
     for name in _REQUIRED:
         if name not in claims:
@@ -84,6 +81,15 @@ def check_token(
     elif not isinstance(sub, str) or not sub:
         add_house(out, "claims.sub.string", f"sub is {show(sub)}", "Make sub a non-empty string.")
     _check_tags(claims, out)
+    return out
+
+
+def check_token_length(token_length: int) -> list[Finding]:
+    """The request's length limit: STS answers ValidationError before it parses the JWT at all."""
+    out: list[Finding] = []
+    if token_length > MAX_TOKEN_LENGTH:
+        detail = f"the token is {token_length} characters long"
+        add_reject(out, "token.length", detail, "Carry fewer or shorter claims and tags.")
     return out
 
 

@@ -134,6 +134,15 @@ def test_not_a_jwt_is_diagnosed_not_raised() -> None:
     ) == ("InvalidIdentityToken", ["token.jwt"])
 
 
+def test_an_over_long_non_jwt_is_stss_validation_error() -> None:
+    # STS checks the request's length before it parses the token.
+    result = diagnose("x" * 25_000, SIGNER.jwks())
+    assert (result.outcome, [f.rule for f in result.findings]) == (
+        "ValidationError",
+        ["token.length", "token.jwt"],
+    )
+
+
 def _with_payload(payload: bytes) -> str:
     head, _, signature = SIGNER.sign(SIGNER.claims()).split(".")
     return f"{head}.{base64.urlsafe_b64encode(payload).rstrip(b'=').decode()}.{signature}"
