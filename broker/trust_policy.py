@@ -6,7 +6,10 @@ condition failed. This module evaluates the policy the way IAM does for
 wins, otherwise some Allow statement must match principal, action and every condition. Condition
 keys are the ones STS sets for a self-hosted issuer (``aws-sts-rules.md``): ``<host>:aud``,
 ``:sub``, ``:amr``, ``:oaud``, ``:email``, ``aws:RequestTag/<k>``, ``aws:TagKeys``,
-``sts:TransitiveTagKeys``.
+``sts:TransitiveTagKeys``; other ``<host>:`` keys (custom claims) are absent. Any other key
+(``sts:RoleSessionName``, ``aws:SourceIp``, ...) comes from the request, which doctor does not
+see: such a condition is ``trust.unevaluated``, assumed to hold in an Allow statement and not to
+match in a Deny statement, so doctor never predicts AccessDenied from what it cannot know.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ RULES: Mapping[str, str] = {
     "trust.action": "the statement allows the action (sts:TagSession too when the token has tags)",
     "trust.condition": "every condition of the statement holds for this token",
     "trust.negated_missing": "warn: a negated operator on a key the request lacks evaluates true",
-    "trust.unevaluated": "warn: a condition doctor cannot evaluate offline (assumed to hold)",
+    "trust.unevaluated": "warn: a condition doctor cannot evaluate offline (assumed to hold in "
+    "an Allow, not to match in a Deny)",
 }
 _FLAT_TAG = TAGS_CLAIM + "/principal_tags/"
 _FLAT_TRANSITIVE = TAGS_CLAIM + "/transitive_tag_keys"
 _STRING_OPS = ("StringEquals", "StringEqualsIgnoreCase", "StringLike")
+_TOKEN_KEYS = ("aws:tagkeys", "sts:transitivetagkeys")  # plus aws:RequestTag/* and <host>:*
 Context = dict[str, list[str]]  # lowercased condition key -> values (absent: key not in request)
 
 
@@ -127,6 +132,12 @@ def _match(base: str, have: str, wants: list[str]) -> bool:
     return have in wants
 
 
+def _from_token(key: str, host_path: str) -> bool:
+    """Whether the token alone decides this key (set from its claims, or known to be absent)."""
+    key = key.lower()
+    return key in _TOKEN_KEYS or key.startswith(("aws:requesttag/", host_path.lower() + ":"))
+
+
 def _condition(
     operator: str, key: str, wants: list[str], ctx: Context
 ) -> tuple[bool | None, str | None]:
@@ -150,19 +161,31 @@ def _condition(
 
 
 def _conditions(
-    st: Mapping[str, Any], ctx: Context, name: str, out: list[Finding]
+    st: Mapping[str, Any], ctx: Context, name: str, host_path: str, out: list[Finding]
 ) -> tuple[str, str] | None:
-    """The first condition that fails, as (operator, key), or None when all hold."""
+    """The first condition that fails, as (operator, key), or None when all hold.
+
+    A condition doctor cannot evaluate holds in an Allow and fails in a Deny: a guess must never
+    turn into a predicted AccessDenied.
+    """
     block = st.get("Condition", {})
     for operator, keys in (block if isinstance(block, dict) else {}).items():
         for key, value in (keys if isinstance(keys, dict) else {}).items():
-            holds, warning = _condition(operator, key, _strings(value), ctx)
+            if _from_token(key, host_path):
+                holds, warning = _condition(operator, key, _strings(value), ctx)
+                why = f"operator {operator} on {key} is not evaluated offline"
+            else:
+                holds, warning = None, None
+                why = f"{operator} on {key}: the key comes from the request, not the token"
             if warning is not None:
                 fix = 'Require the key with "Null": {"<key>": "false"} as well.'
                 out.append(_warn("trust.negated_missing", f"{name}: {warning}", fix))
             if holds is None:
-                detail = f"{name}: operator {operator} on {key} is not evaluated offline"
+                deny = st["Effect"] == "Deny"
+                detail = f"{name}: {why} (assumed {'not to match' if deny else 'to hold'})"
                 out.append(_warn("trust.unevaluated", detail, "Check this condition by hand."))
+                if deny:
+                    return operator, key
             elif not holds:
                 return operator, key
     return None
@@ -201,7 +224,7 @@ def evaluate(policy: Any, claims: Mapping[str, Any], *, host_path: str) -> list[
                 if st["Effect"] == "Allow":
                     reasons.setdefault(action, []).append(_why_not(name, st, action, host_path))
                 continue
-            failed = _conditions(st, ctx, name, out)
+            failed = _conditions(st, ctx, name, host_path, out)
             if st["Effect"] == "Deny" and failed is None:
                 detail = f"{name} denies {action} for this token"
                 out.append(_deny("trust.deny", detail, f"Narrow or remove {name}."))

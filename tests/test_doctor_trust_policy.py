@@ -156,6 +156,57 @@ def test_a_negated_operator_on_a_missing_key_is_true_and_flagged() -> None:
     assert [f.rule for f in found] == ["trust.negated_missing"]
 
 
+def unevaluated(findings: list[Finding]) -> list[str]:
+    return [f.detail for f in findings if f.rule == "trust.unevaluated"]
+
+
+def test_a_key_from_the_request_is_assumed_to_hold_in_an_allow() -> None:
+    # STS knows the session name, region and source IP; the token does not say, so doctor
+    # must not predict AccessDenied (STS allows a session named ci-1 here).
+    doc = _edit(
+        lambda s: s["Condition"].update(
+            {
+                "StringLike": {"sts:RoleSessionName": "ci-*"},
+                "StringEquals": {f"{HOST}:aud": AUD, "aws:RequestedRegion": "eu-west-1"},
+                "IpAddress": {"aws:SourceIp": "203.0.113.0/24"},
+            }
+        )
+    )
+    found = evaluate(doc, CLAIMS, host_path=HOST)
+    assert denials(found) == []
+    details = unevaluated(found)
+    for key in ("sts:RoleSessionName", "aws:RequestedRegion", "aws:SourceIp"):
+        assert any(key in d and "assumed to hold" in d for d in details), (key, details)
+
+
+def test_a_custom_claim_key_is_absent_not_unevaluated() -> None:
+    # Custom claims are no condition keys (aws-sts-rules.md): the token decides this one.
+    doc = _edit(lambda s: s["Condition"].update({"StringEquals": {f"{HOST}:repo": "x"}}))
+    found = evaluate(doc, CLAIMS, host_path=HOST)
+    assert [rule for rule, _ in denials(found)][:1] == ["trust.condition"]
+    assert unevaluated(found) == []
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"Bool": {"aws:SecureTransport": "false"}},
+        {"StringLike": {"sts:RoleSessionName": "dev-*"}},
+    ],
+)
+def test_an_unevaluated_condition_does_not_make_a_deny_apply(condition: dict[str, Any]) -> None:
+    doc = hand_written()
+    doc["Statement"].append(
+        {"Sid": "Guard", "Effect": "Deny", "Principal": "*", "Action": "sts:*"}
+        | {"Condition": condition}
+    )
+    found = evaluate(doc, CLAIMS, host_path=HOST)
+    assert denials(found) == []  # real STS allows: the request uses TLS, the name is unknown
+    [detail] = unevaluated(found)
+    assert detail.startswith("Guard: ")
+    assert detail.endswith("(assumed not to match)")
+
+
 def test_transitive_keys_and_for_any_value_are_evaluated() -> None:
     doc = _edit(
         lambda s: s["Condition"].update(
