@@ -40,6 +40,7 @@ from broker.sts_catalogue import (
 _HEADER_MEMBERS = frozenset({"alg", "kid", "typ", "crit"})  # crit has its own rule
 _REQUIRED = ("iss", "sub", "aud", "iat", "exp")
 _NUMERIC = re.compile(r"-?[0-9]{1,18}")  # longer is no epoch second (and int() may refuse it)
+_MAX_TIMESTAMP = 10**18  # the same bound for JSON integers: exp 10**30 is no time either
 _ASCII_TAG = re.compile(r"[A-Za-z0-9 _.:/=+\-@]*")
 _TAG_PUNCTUATION = frozenset("_.:/=+-@")
 _FLAT_TAG = TAGS_CLAIM + "/principal_tags/"
@@ -180,7 +181,7 @@ def _timestamp(claims: Mapping[str, Any], name: str, out: list[Finding]) -> int 
     if name not in claims:
         return None
     value, rule, fix = claims[name], f"claims.{name}.integer", f"Emit {name} as a JSON integer."
-    if type(value) is int:  # not bool
+    if type(value) is int and abs(value) < _MAX_TIMESTAMP:  # not bool
         return value
     if isinstance(value, str) and _NUMERIC.fullmatch(value):
         add_house(out, rule, f"{name} is the string {value!r} (STS accepts it)", fix)

@@ -165,6 +165,13 @@ def negatives(signer: Signer) -> list[Negative]:
             IIT,
             "Invalid timestamp in token claims.",
         ),
+        (
+            "exp 10**30",
+            signer.sign(_with(c, exp=10**30)),
+            "claims.exp.integer",
+            IIT,
+            "Invalid timestamp in token claims.",
+        ),
         *[
             (
                 f"missing {name}",
