@@ -251,6 +251,10 @@ def _b64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # json accepts NaN and Infinity; RFC 8259 does not
+
+
 def parse_token(text: str) -> Token | None:
     """The header, claims and signature of a compact JWS; None when it is none."""
     parts = text.split(".")
@@ -258,7 +262,7 @@ def parse_token(text: str) -> Token | None:
         return None
     try:
         # json keeps the last of duplicate members, as STS does.
-        header, claims = (json.loads(_b64url(p)) for p in parts[:2])
+        header, claims = (json.loads(_b64url(p), parse_constant=_no_constant) for p in parts[:2])
         signature = _b64url(parts[2])
     # ValueError includes JSON and UTF-8 errors; RecursionError is JSON nested too deep ("[" * 10k)
     except (ValueError, binascii.Error, RecursionError):

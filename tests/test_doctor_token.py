@@ -158,6 +158,16 @@ def test_json_nested_too_deep_is_not_a_jwt_not_a_recursion_error() -> None:
     )
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_are_not_json(literal: str) -> None:
+    payload = json.dumps(SIGNER.claims())[:-1] + f', "exp2": {literal}}}'
+    result = diagnose(_with_payload(payload.encode()), SIGNER.jwks())
+    assert (result.outcome, [f.rule for f in result.findings]) == (
+        "InvalidIdentityToken",
+        ["token.jwt"],
+    )
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
