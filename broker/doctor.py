@@ -55,6 +55,7 @@ DOCTOR_RULES: Mapping[str, tuple[str, str]] = {
     "tls.version": ("tls.handshake", "the TLS endpoint offers TLS 1.2"),
     "tls.chain": ("tls.version", "the served chain is leaf first, each cert issued by the next"),
     "tls.expiry": ("tls.chain", "the certificate is valid for at least 21 more days"),
+    "tls.trust": ("tls.expiry", "the chain verifies against public CAs alone, as STS requires"),
     "signature": ("kid.key_type", "the signature verifies with the JWK STS picks"),
     **{rule: ("roles.target", text) for rule, text in trust_policy.RULES.items()},
 }
@@ -385,6 +386,9 @@ def diagnose(
             endpoint, tls_findings = tls_check.inspect(host, port, now=now, ca_file=ca_file)
             endpoints.append(endpoint.describe())
             findings += tls_findings
+            # --ca-file makes the fetch succeed where STS's would fail: say so.
+            if ca_file is not None and tls_check.publicly_trusted(host, port) is False:
+                findings += private_ca(host, port)
         info["tls"] = endpoints
     if token is None:  # judge the JWKS for tokens of every key type
         findings += check_jwks(jwks) if jwks is not None else []
@@ -397,6 +401,15 @@ def diagnose(
         host_path = provider.split("://", 1)[-1]
         findings += trust_policy.evaluate(policy, parsed.claims, host_path=host_path)
     return report(findings, info, accepted="STS would accept this token")
+
+
+def private_ca(host: str, port: int) -> list[Finding]:
+    """The chain verifies only through --ca-file: STS, trusting public CAs, could not fetch."""
+    if is_loopback_host(host):  # a local test issuer uses a private CA by design
+        return []
+    detail = f"{host}:{port} is trusted only through --ca-file; STS trusts public CAs alone"
+    fix = "Serve a certificate from a public CA (e.g. Let's Encrypt) with the full chain."
+    return [reject("tls.trust", detail, fix, RETRIEVE_KEY, "InvalidIdentityToken")]
 
 
 def _verify(ca_file: Path | None) -> ssl.SSLContext | bool:

@@ -139,6 +139,21 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
+def publicly_trusted(host: str, port: int, timeout: float = 5.0) -> bool | None:
+    """Does the served chain verify against public CAs alone, as STS does? None: no answer."""
+    import certifi
+
+    ctx = ssl.create_default_context(cafile=certifi.where())
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            ctx.wrap_socket(sock, server_hostname=host).close()
+    except ssl.SSLCertVerificationError:
+        return False
+    except OSError:  # refused, reset, timed out: tls.handshake reports that
+        return None
+    return True
+
+
 def _anchors(ca_file: Path | None) -> list[x509.Certificate]:
     import certifi
 

@@ -7,6 +7,7 @@ import datetime
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from broker import doctor
+from broker import doctor, tls_check
 from broker.app import Broker
 from broker.cli import main
 from broker.config import Settings
@@ -66,6 +67,16 @@ def test_a_live_https_broker_passes_and_the_thumbprint_is_its_ca(
     [endpoint] = body["info"]["tls"]
     assert endpoint["tls12"] is True
     assert _sha1(tls_ca.cert_pem.bytes()) == endpoint["thumbprint"]
+    # Only --ca-file made the fetch work; on loopback (a local test issuer) that is no finding.
+    assert tls_check.publicly_trusted("127.0.0.1", int(broker.url.rsplit(":", 1)[1])) is False
+    assert "tls.trust" not in {f["rule"] for f in body["findings"]}
+
+
+def test_a_public_issuer_on_a_private_ca_is_what_sts_cannot_fetch() -> None:
+    [finding] = doctor.private_ca("oidc.example.com", 443)
+    assert (finding.severity, finding.sts_code) == (Severity.REJECT, "InvalidIdentityToken")
+    assert finding.sts_message == RETRIEVE_KEY
+    assert doctor.rank(finding) > doctor.rank(replace(finding, rule="tls.expiry"))
 
 
 def test_without_the_private_ca_the_fetch_fails_as_sts_would(
