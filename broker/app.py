@@ -294,9 +294,10 @@ def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
     inner.router.redirect_slashes = False  # STS follows no redirects; neither should anyone
     if settings.open_federation_on_public_issuer:
         log.warning(
-            "open federation-proof minting is ON for public issuer %s: anyone who can reach "
-            "this broker can mint tokens for a mock wallet (allow_open_federation_proof = true)",
+            "open federation-proof minting is ON for issuer %s listening on %s: anyone who can "
+            "reach this broker can mint tokens for a mock wallet (allow_open_federation_proof)",
             settings.oidc_issuer,
+            settings.listen_address[0],
         )
     if settings.seaweedfs_tags_claim and not settings.issuer_is_loopback:
         log.warning(

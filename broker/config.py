@@ -110,11 +110,14 @@ class Settings(BaseSettings):
         TTL_HARD_CAP, ge=60, le=TTL_HARD_CAP, description="Largest lifetime any caller may ask."
     )
     federation_proof: bool | None = Field(
-        None, description="Mock federation-proof sessions; default: on only for a loopback issuer."
+        None,
+        description="Mock federation-proof sessions; default: on only for a loopback issuer "
+        "listening on a loopback address.",
     )
     allow_open_federation_proof: bool = Field(
         False,
-        description="Opt-in needed to enable open federation-proof minting on a public issuer.",
+        description="Opt-in needed to enable open federation-proof minting on a public issuer "
+        "or a non-loopback listen address.",
     )
     session_ttl_seconds: int = Field(
         3600, ge=60, le=86400, description="Lifetime of a federation-proof session bearer."
@@ -244,11 +247,11 @@ class Settings(BaseSettings):
                 )
         if self.test_role_name and not self.aws_account_id:
             raise ValueError("test_role_name needs aws_account_id to form the role ARN")
-        public = not self.issuer_is_loopback
-        if self.federation_proof and public and not self.allow_open_federation_proof:
+        if self.federation_proof and not self.local_only and not self.allow_open_federation_proof:
             raise ValueError(
-                "federation_proof = true on a public issuer lets anyone mint tokens; "
-                "set allow_open_federation_proof = true to accept that, or turn it off"
+                "federation_proof = true on a public issuer or a non-loopback listen address lets "
+                "anyone who reaches it mint tokens; set allow_open_federation_proof = true to "
+                "accept that, or turn it off"
             )
         return self
 
@@ -257,8 +260,14 @@ class Settings(BaseSettings):
         return is_loopback_host(urlsplit(self.oidc_issuer).hostname or "")
 
     @property
+    def local_only(self) -> bool:
+        """Loopback issuer and loopback listen address: nobody else can reach this broker."""
+        return self.issuer_is_loopback and is_loopback_host(self.listen_address[0])
+
+    @property
     def federation_enabled(self) -> bool:
-        return self.issuer_is_loopback if self.federation_proof is None else self.federation_proof
+        # Open minting by default only where nobody else can reach it (`serve --host 0.0.0.0`).
+        return self.local_only if self.federation_proof is None else self.federation_proof
 
     @property
     def minting_kinds(self) -> list[str]:
@@ -271,7 +280,7 @@ class Settings(BaseSettings):
 
     @property
     def open_federation_on_public_issuer(self) -> bool:
-        return self.federation_enabled and not self.issuer_is_loopback
+        return self.federation_enabled and not self.local_only
 
     @property
     def jwks_uri(self) -> str:

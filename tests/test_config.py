@@ -93,6 +93,22 @@ def test_open_federation_on_public_issuer_needs_opt_in() -> None:
     assert s.open_federation_on_public_issuer
 
 
+def test_a_loopback_issuer_listening_on_all_interfaces_is_not_open_by_default() -> None:
+    # `serve --host 0.0.0.0` makes a loopback-issuer broker reachable by the network.
+    everywhere = "0.0.0.0"  # noqa: S104 - the point of the test
+    exposed = load_settings(environ={}, host=everywhere)
+    assert exposed.issuer_is_loopback
+    assert not exposed.federation_enabled
+    assert exposed.minting_kinds == []
+    with pytest.raises(ConfigError, match="non-loopback listen address"):
+        load_settings(environ={}, host=everywhere, federation_proof=True)
+    opted = load_settings(
+        environ={}, host=everywhere, federation_proof=True, allow_open_federation_proof=True
+    )
+    assert opted.open_federation_on_public_issuer  # and serve warns
+    assert load_settings(environ={}, host="127.0.0.1").federation_enabled
+
+
 def test_trusted_proxies_are_addresses_never_everyone(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BROKER_TRUSTED_PROXIES", '["127.0.0.1", "10.0.0.0/8"]')
     ok = load_settings(environ={})
