@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -37,11 +38,19 @@ def reports_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            _fail(str(exc), "config_error", kwargs.get("as_json", False), code=2)
+            _fail(str(exc), "config_error", _json(kwargs), code=2)
         except BrokerError as exc:
-            _fail(exc.message, exc.code, kwargs.get("as_json", False), code=1)
+            _fail(exc.message, exc.code, _json(kwargs), code=1)
+        except OSError as exc:  # e.g. a data dir this user may not write, a port in use
+            _fail(str(exc), "io_error", _json(kwargs), code=1)
+        except sqlite3.Error as exc:  # e.g. a locked or damaged store
+            _fail(f"database error: {exc}", "io_error", _json(kwargs), code=1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _json(kwargs: dict[str, Any]) -> bool:
+    return bool(kwargs.get("as_json", False))
 
 
 def _fail(message: str, error: str, as_json: bool, *, code: int) -> None:

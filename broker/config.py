@@ -326,6 +326,8 @@ def load_settings(
         raise ConfigError(_describe(exc, config_file)) from None
     except ValueError as exc:  # a broken TOML file
         raise ConfigError(f"config file {str(config_file)!r} is not valid TOML: {exc}") from None
+    except OSError as exc:  # e.g. the file is not readable by this user
+        raise ConfigError(f"config file {str(config_file)!r} cannot be read: {exc}") from None
     finally:
         _config_file.reset(token)
 

@@ -104,6 +104,29 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
     assert "must use https" in result.output
 
 
+@pytest.mark.parametrize("command", [["credentials", "list"], ["audit"]])
+def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "broker.sqlite3").write_bytes(b"this is not a database" * 100)
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, [*command, "--json"], env=env)
+    assert result.exit_code == 1
+    assert json.loads(result.output) == {
+        "error": "io_error",
+        "message": "database error: file is not a database",
+    }
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    result = CliRunner().invoke(
+        main, ["keys", "rotate"], env={"BROKER_DATA_DIR": str(tmp_path / "data")}
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ")
+    assert len(result.output.strip().splitlines()) == 1
+    assert isinstance(result.exception, SystemExit)
+
+
 def test_python_dash_m_equals_console_script() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "broker", "--version"],
