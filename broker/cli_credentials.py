@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from contextlib import closing
@@ -14,8 +15,9 @@ import click
 
 from broker import credentials, store
 from broker.cli_common import config_option, json_option, reports_errors, table, when
-from broker.config import TAG_KEY, Settings, load_settings
+from broker.config import MAX_ROTATION_GRACE, TAG_KEY, Settings, load_settings
 from broker.errors import InvalidRequest
+from broker.sts_rules import tag_chars_ok
 
 
 def _connect(config_file: Path | None) -> tuple[sqlite3.Connection, Settings]:
@@ -66,8 +68,11 @@ def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
                 f"--tag {pair!r}: tag keys are unique ignoring case, and the broker sets "
                 f"{settings.scope_tag!r} and {settings.caller_tag!r} itself"
             )
-        if len(value) > 256 or value.lower().startswith("aws:"):
-            raise InvalidRequest(f"--tag {pair!r}: value too long or starts with aws:")
+        if len(value) > 256 or value.lower().startswith("aws:") or not tag_chars_ok(value):
+            raise InvalidRequest(
+                f"--tag {pair!r}: a value is at most 256 letters, digits, spaces and _.:/=+-@, "
+                "not starting with aws:"
+            )
         tags[key] = value
     return tags
 
@@ -88,7 +93,9 @@ def credentials_group() -> None:
 @click.option("--scope-pattern", default=None, help="CI only, e.g. 'ci/NAME/pr-*/run-*'.")
 @click.option("--max-ttl", type=int, default=None, help="Largest token lifetime (seconds).")
 @click.option("--tag", "tag_pairs", multiple=True, help="Extra fixed tag KEY=VALUE.")
-@click.option("--expires-in-days", type=int, default=None, help="Credential expiry.")
+@click.option(
+    "--expires-in-days", type=click.IntRange(1, 3650), default=None, help="Credential expiry."
+)
 @config_option
 @json_option
 @reports_errors
@@ -168,7 +175,12 @@ def revoke(ref: str, config_file: Path | None, as_json: bool) -> None:
 
 @credentials_group.command("rotate")
 @click.argument("ref")
-@click.option("--grace", type=int, default=None, help="Seconds the old secret keeps working.")
+@click.option(
+    "--grace",
+    type=click.IntRange(0, MAX_ROTATION_GRACE),
+    default=None,
+    help="Seconds the old secret keeps working (default: rotation_grace_seconds).",
+)
 @config_option
 @json_option
 @reports_errors
@@ -179,8 +191,7 @@ def rotate(ref: str, grace: int | None, config_file: Path | None, as_json: bool)
     Example:
       test-broker credentials rotate web --grace 3600
     """
-    settings = load_settings(config_file)
-    conn, _ = _connect(config_file)
+    conn, settings = _connect(config_file)
     with closing(conn):
         chosen = settings.rotation_grace_seconds if grace is None else grace
         info, secret = credentials.rotate(conn, ref, chosen, int(time.time()))
@@ -200,9 +211,10 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
     Example:
       test-broker audit --since 2026-11-23T00:00:00Z --caller ci
     """
+    start = _parse_since(since)  # before touching the store: bad input changes nothing
     conn, _ = _connect(config_file)
     with closing(conn):
-        records = store.read_audit(conn, since=_parse_since(since), caller=caller)
+        records = store.read_audit(conn, since=start, caller=caller)
     if as_json:
         click.echo(json.dumps({"records": [r._asdict() for r in records]}, indent=2))
         return
@@ -221,13 +233,14 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
     click.echo(table(("TIME", "KIND", "CALLER", "SCOPE", "JTI", "CLIENT", "RESULT"), rows))
 
 
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]+)?")
+
+
 def _parse_since(since: str | None) -> float | None:
     if since is None:
         return None
-    try:
+    if _UNIX_SECONDS.fullmatch(since):  # float() would also take nan, inf and 1_000
         return float(since)
-    except ValueError:
-        pass
     try:
         moment = datetime.fromisoformat(since)
     except ValueError:

@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 ENV_PREFIX = "BROKER_"
 CONFIG_ENV = "BROKER_CONFIG"
+MAX_ROTATION_GRACE = 7 * 86400  # a leaked old secret must not stay valid for long
 DEFAULT_ISSUER = "http://127.0.0.1:8080"
 # AWS caps a token's useful life at about an hour ("Token too old"); no caller kind may exceed it.
 TTL_HARD_CAP = 3600
@@ -136,7 +137,7 @@ class Settings(BaseSettings):
         False, description="Mint for CI bearers and personal secrets (`test-broker credentials`)."
     )
     rotation_grace_seconds: int = Field(
-        3600, ge=0, le=7 * 86400, description="How long a rotated secret keeps working."
+        3600, ge=0, le=MAX_ROTATION_GRACE, description="How long a rotated secret keeps working."
     )
     rate_limits: bool = Field(
         True, description="Rate limits on; `BROKER_RATE_LIMITS=off` for benchmarks (warns)."

@@ -285,7 +285,7 @@ def _check_tag_pairs(
             detail = f"tag {key!r} has a {len(value)}-character value"
             add_reject(out, "tags.value_length", detail, "Shorten the value.", text=show(value))
         for what, text in (("key", key), ("value", value)):
-            if not _tag_chars_ok(text):
+            if not tag_chars_ok(text):
                 detail, fix = f"tag {what} {show(text)}", "Use letters, digits, spaces, _.:/=+-@."
                 add_reject(out, "tags.charset", detail, fix, what=what, text=text)
             if text[:4].lower() == "aws:":
@@ -305,7 +305,8 @@ def _check_tag_pairs(
         add_reject(out, "tags.transitive", detail, "List only principal_tags keys there.")
 
 
-def _tag_chars_ok(text: str) -> bool:
+def tag_chars_ok(text: str) -> bool:
+    """Only characters STS allows in a tag key or value."""
     if text.isascii():
         return _ASCII_TAG.fullmatch(text) is not None
     # Python's re has no \p{..}: Unicode letters (L), separators (Z) and numbers (N) by category.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from broker import credentials, store
 from broker.cli import main
 from tests.conftest import LiveBroker, StartBroker
 
@@ -53,9 +55,18 @@ def test_unknown_wrong_revoked_and_expired_get_identical_401(broker: LiveBroker)
     good = str(cli(data, "credentials", "add", "--kind", "dev", "--name", "alice")["secret"])
     revoked = cli(data, "credentials", "add", "--kind", "dev", "--name", "bob")
     cli(data, "credentials", "revoke", str(revoked["id"]))
-    expired = cli(
-        data, "credentials", "add", "--kind", "dev", "--name", "carol", "--expires-in-days", "0"
-    )
+    with closing(store.connect(data)) as conn:  # the CLI gives at least a day
+        _, expired_secret = credentials.add(
+            conn,
+            kind="dev",
+            name="carol",
+            scope_pattern=None,
+            max_ttl=600,
+            extra_tags={},
+            expires_at=int(time.time()) - 1,
+            now=int(time.time()) - 60,
+        )
+    expired = {"secret": expired_secret}
     prefix, _, rest = good.rpartition("_")
     bad = {
         "unknown id": "otb_dev_000000000000_" + rest,
@@ -134,3 +145,39 @@ def test_an_unreadable_credential_store_is_503_not_500(broker: LiveBroker) -> No
         conn.execute("DROP TABLE credentials")
     resp = mint(broker, secret)
     assert (resp.status_code, resp.json()["error"]) == (503, "store_unavailable")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["add", "--kind", "dev", "--name", "a", "--expires-in-days", "0"],
+        ["add", "--kind", "dev", "--name", "a", "--expires-in-days", "1000000000"],
+        ["add", "--kind", "dev", "--name", "a", "--expires-in-days", "1e20"],
+        ["rotate", "a", "--grace", "-1"],
+        ["rotate", "a", "--grace", str(8 * 86400)],  # past the config's 7-day cap
+    ],
+)
+def test_out_of_range_days_and_grace_are_usage_errors(tmp_path: Path, args: list[str]) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["credentials", *args], env=env)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output
+
+
+def test_a_tag_value_sts_would_refuse_is_refused_when_added(tmp_path: Path) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    args = ["credentials", "add", "--kind", "ci", "--name", "web", "--tag", "team=hello!world"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 1
+    assert "letters, digits, spaces and _.:/=+-@" in result.output
+    ok = CliRunner().invoke(main, [*args[:-1], "team=Équipe 7"], env=env)
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.parametrize("since", ["nan", "inf", "1e999", "1_000", "-5", "yesterday"])
+def test_audit_since_takes_unix_seconds_or_iso_only(tmp_path: Path, since: str) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    result = CliRunner().invoke(main, ["audit", "--since", since, "--json"], env=env)
+    assert result.exit_code == 1
+    assert json.loads(result.output)["error"] == "invalid_request"
+    assert not (tmp_path / "broker.sqlite3").exists()  # refused before touching the store
