@@ -49,6 +49,19 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+_DNS_NAME = re.compile(
+    r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", re.IGNORECASE
+)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def issuer_problem(issuer: str) -> str | None:
     """Why AWS STS (or a loopback test peer) could not use this issuer URL, or None."""
     parts = urlsplit(issuer)
@@ -59,6 +72,8 @@ def issuer_problem(issuer: str) -> str | None:
         return "must not carry a query or fragment: STS compares the issuer byte for byte"
     if parts.username or parts.password:
         return "must not carry credentials"
+    if parts.netloc.endswith(":") or not (_DNS_NAME.fullmatch(host) or _is_ip(host)):
+        return f"host {parts.netloc!r} is not a DNS name (letters, digits, '-', '.') or an IP"
     if issuer.endswith("/"):
         return f"must not end with '/': use {issuer.rstrip('/')!r} (STS compares byte for byte)"
     if host != host.lower() or (parts.netloc != parts.netloc.lower()):

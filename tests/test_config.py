@@ -57,6 +57,9 @@ def test_broker_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.Mo
         ("https://oidc.example.com/", "must not end with '/'"),
         ("https://OIDC.example.com", "lower case"),
         ("oidc.example.com", "absolute URL"),
+        ("https://exa mple.com", "not a DNS name"),
+        ("https://oidc.example.com:", "not a DNS name"),  # policy render made 'host::aud'
+        ("https://oidc.example.com./x", "not a DNS name"),
     ],
 )
 def test_bad_issuer_is_refused_with_the_fix(issuer: str, expected: str) -> None:
