@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 FETCH_BUDGET = 5.0  # seconds STS allows for each fetch
 SLOW_SHARE = 0.2  # warn when a fetch takes more than this share of the budget
 NOT_A_JWT = "The ID Token provided is not a valid JWT"
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 # Doctor's own rules, each placed right after the rule STS checks just before it.
 DOCTOR_RULES: Mapping[str, tuple[str, str]] = {
@@ -56,6 +58,7 @@ DOCTOR_RULES: Mapping[str, tuple[str, str]] = {
     "tls.chain": ("tls.version", "the served chain is leaf first, each cert issued by the next"),
     "tls.expiry": ("tls.chain", "the certificate is valid for at least 21 more days"),
     "tls.trust": ("tls.expiry", "the chain verifies against public CAs alone, as STS requires"),
+    "claims.duplicate": ("claims.azp", "house: each member once (a conflicting aud: STS errs)"),
     "signature": ("kid.key_type", "the signature verifies with the JWK STS picks"),
     **{rule: ("roles.target", text) for rule, text in trust_policy.RULES.items()},
 }
@@ -244,12 +247,30 @@ class Token:
     claims: dict[str, Any]
     signing_input: bytes
     signature: bytes
+    duplicates: Mapping[str, list[Any]]  # members given more than once: name -> every value
 
 
 def _b64url(text: str) -> bytes:
-    if "=" in text or "+" in text or "/" in text:  # JWS compact is unpadded base64url
+    # JWS compact is unpadded base64url; the decoder would silently skip any other character.
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError(text)
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _loads(segment: bytes) -> tuple[Any, dict[str, list[Any]]]:
+    """JSON keeping the last of duplicate members, as STS does, plus the top level's duplicates."""
+    duplicates: dict[str, list[Any]] = {}
+
+    def collect(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal duplicates
+        values: dict[str, list[Any]] = {}
+        for name, value in pairs:
+            values.setdefault(name, []).append(value)
+        duplicates = {name: seen for name, seen in values.items() if len(seen) > 1}
+        return {name: seen[-1] for name, seen in values.items()}  # the outermost object is last
+
+    doc = json.loads(segment, parse_constant=_no_constant, object_pairs_hook=collect)
+    return doc, duplicates if isinstance(doc, dict) else {}
 
 
 def _no_constant(name: str) -> Any:
@@ -262,8 +283,7 @@ def parse_token(text: str) -> Token | None:
     if len(parts) != 3:
         return None
     try:
-        # json keeps the last of duplicate members, as STS does.
-        header, claims = (json.loads(_b64url(p), parse_constant=_no_constant) for p in parts[:2])
+        (header, header_dups), (claims, claim_dups) = (_loads(_b64url(p)) for p in parts[:2])
         signature = _b64url(parts[2])
     # ValueError includes JSON and UTF-8 errors; RecursionError is JSON nested too deep ("[" * 10k)
     except (ValueError, binascii.Error, RecursionError):
@@ -271,7 +291,30 @@ def parse_token(text: str) -> Token | None:
     if not isinstance(header, dict) or not isinstance(claims, dict):
         return None
     signing_input = f"{parts[0]}.{parts[1]}".encode()
-    return Token(header=header, claims=claims, signing_input=signing_input, signature=signature)
+    return Token(
+        header=header,
+        claims=claims,
+        signing_input=signing_input,
+        signature=signature,
+        duplicates={f"header {k}": v for k, v in header_dups.items()} | claim_dups,
+    )
+
+
+def _check_duplicates(token: Token, audiences: Collection[str]) -> list[Finding]:
+    out: list[Finding] = []
+    for name, values in token.duplicates.items():
+        detail = f"{name} appears {len(values)} times; STS keeps the last, {show(values[-1])}"
+        fix = "Emit each member once (canonical JSON)."
+        # Observed: a conflicting aud whose last value is unregistered gets the generic error.
+        if name == "aud" and values[-1] not in audiences and any(v != values[-1] for v in values):
+            out.append(
+                reject("claims.duplicate", detail, fix, NOT_VALIDATED, "InvalidIdentityToken")
+            )
+        else:
+            out.append(
+                Finding(rule="claims.duplicate", severity=Severity.HOUSE, detail=detail, fix=fix)
+            )
+    return out
 
 
 def key_type(alg: Any) -> str | None:
@@ -340,6 +383,7 @@ def check_token(
         now=now,
     )
     out += check_issuer_url(provider)  # the provider URL STS looks up by iss
+    out += _check_duplicates(token, audiences)
     if role_arn is not None:
         out += sts_rules.check_roles_claim(token.claims, role_arn=role_arn)
     if jwks is not None:

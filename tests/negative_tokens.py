@@ -75,7 +75,14 @@ class Signer:
             head["kid"] = key.thumbprint()
         head.update(header or {})
         head = {k: v for k, v in head.items() if v is not None}  # None: drop the member
-        signing_input = f"{_b64(json.dumps(head).encode())}.{_b64(json.dumps(claims).encode())}"
+        return self.sign_raw(json.dumps(head).encode(), json.dumps(claims).encode(), key, alg)
+
+    def sign_raw(
+        self, header: bytes, payload: bytes, key: SigningKey | None = None, alg: str = "ES256"
+    ) -> str:
+        """Sign JSON exactly as given (duplicate members, odd spacing)."""
+        key = self.ec if key is None else key
+        signing_input = f"{_b64(header)}.{_b64(payload)}"
         signature = JWSRegistry.algorithms[alg].sign(signing_input.encode(), key)
         return f"{signing_input}.{_b64(signature)}"
 

@@ -168,6 +168,40 @@ def test_nan_and_infinity_literals_are_not_json(literal: str) -> None:
     )
 
 
+def _duplicated(name: str, first: Any) -> str:
+    """A validly signed token whose claims carry ``name`` twice: ``first``, then the good value."""
+    claims = SIGNER.claims()
+    rest = json.dumps({k: v for k, v in claims.items() if k != name})[1:]
+    payload = f'{{"{name}": {json.dumps(first)}, "{name}": {json.dumps(claims[name])}, {rest}'
+    head = json.dumps({"alg": "ES256", "kid": SIGNER.ec.thumbprint(), "typ": "JWT"})
+    return SIGNER.sign_raw(head.encode(), payload.encode())
+
+
+def test_a_duplicate_member_is_a_warning_sts_keeps_the_last() -> None:
+    result = diagnose(_duplicated("sub", "someone-else"), SIGNER.jwks())
+    assert result.outcome == "accept"
+    [dup] = [f for f in result.findings if f.rule == "claims.duplicate"]
+    assert dup.severity is Severity.HOUSE
+
+
+def test_a_conflicting_duplicate_aud_with_a_bad_last_value_is_the_generic_error() -> None:
+    claims = SIGNER.claims()
+    payload = json.dumps(claims)[:-1] + ', "aud": "not-registered"}'  # good first, bad last
+    head = json.dumps({"alg": "ES256", "kid": SIGNER.ec.thumbprint(), "typ": "JWT"})
+    result = diagnose(SIGNER.sign_raw(head.encode(), payload.encode()), SIGNER.jwks())
+    assert (result.outcome, result.message) == ("InvalidIdentityToken", NOT_VALIDATED)
+    # Bad first, registered last: STS keeps the last and accepts.
+    assert diagnose(_duplicated("aud", "not-registered"), SIGNER.jwks()).outcome == "accept"
+
+
+@pytest.mark.parametrize("junk", ["~~~~", "\t", "==="])
+def test_characters_outside_base64url_are_not_a_jwt(junk: str) -> None:
+    head, claims, signature = SIGNER.sign(SIGNER.claims()).split(".")
+    result = diagnose(f"{head}.{claims}.{signature}{junk}", SIGNER.jwks())
+    assert result.outcome == "InvalidIdentityToken"
+    assert [f.rule for f in result.findings] == ["token.jwt"]
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
