@@ -58,8 +58,9 @@ class WellKnownFront:
             (b"cache-control", _CACHE_CONTROL),
             (b"etag", doc.etag.encode()),
         ]
-        if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
-        if if_none_match is not None and doc.matches(if_none_match.decode("latin-1")):
+        # Several header lines are one comma-separated list (RFC 9110 5.3).
+        if_none_match = b",".join(v for k, v in scope["headers"] if k == b"if-none-match")
+        if if_none_match and doc.matches(if_none_match.decode("latin-1")):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return 304

@@ -55,6 +55,9 @@ def test_if_none_match_gives_304_without_body(broker: LiveBroker, path: str) -> 
     assert resp.headers["etag"] == etag
     other = broker.client.get(path, headers={"If-None-Match": '"something-else"'})
     assert other.status_code == 200
+    # The tag in a second header line counts too (one list, RFC 9110).
+    lines = [("If-None-Match", '"something-else"'), ("If-None-Match", etag)]
+    assert broker.client.get(path, headers=lines).status_code == 304
 
 
 @pytest.mark.parametrize("path", [DISCOVERY, "/.well-known/jwks.json"])
