@@ -7,6 +7,7 @@ on it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -84,11 +85,28 @@ _CRED_COLUMNS = ", ".join(f.name for f in fields(CredentialRow))
 _AUDIT_COLUMNS = ", ".join(AuditRecord._fields)
 
 
+def _private_file(path: Path) -> None:
+    """Create ``path`` 0600 if missing, tighten it if a group or others may read it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def connect(data_dir: Path) -> sqlite3.Connection:
+    db = data_dir / "broker.sqlite3"
+    # SQLite creates files 0644 (less the umask), and its -wal and -shm take the database
+    # file's mode; so a 0600 database (an empty file is a valid one) keeps all three private.
+    # Not os.umask: it is process-wide, and the audit thread connects while others run.
+    _private_file(db)
+    for extra in ("-wal", "-shm"):  # left behind by an older version or a crash
+        side = db.with_name(db.name + extra)
+        if side.exists():
+            _private_file(side)
     # Each connection is used by one thread at a time, but not always the one that opened it.
-    conn = sqlite3.connect(
-        data_dir / "broker.sqlite3", isolation_level=None, timeout=30, check_same_thread=False
-    )
+    conn = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.executescript(SCHEMA)
