@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
+from broker.errors import KeyStoreError
+
 
 def private_dir(path: Path) -> Path:
-    """Create (or tighten) a directory only this user can enter."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
+    """Create a directory only this user can enter, or accept an existing one that is so.
+
+    An existing directory is never chmodded: it may be shared (BROKER_DATA_DIR=/tmp would lose
+    its sticky bit and mode 1777), so a group- or world-accessible one is refused instead.
+    """
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    else:
+        path.chmod(0o700)  # exact, whatever the umask; we created it, so it is ours to set
+        return path
+    if not path.is_dir():
+        raise KeyStoreError(f"{path} exists but is not a directory; remove it or choose another")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyStoreError(
+            f"{path} is accessible to other users (mode {mode:04o}) and would hold private keys; "
+            f"run `chmod 700 {path}` if it is this broker's own directory, "
+            "or set data_dir (BROKER_DATA_DIR) to a new path, which is created 0700"
+        )
     return path
 
 

@@ -152,6 +152,8 @@ class KeyStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[list[KeyRecord]]:
+        # Both levels: mkdir(parents=True) would leave a missing data dir at the umask's mode.
+        private_dir(self.dir.parent)
         private_dir(self.dir)
         with open(self.dir / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -1,4 +1,4 @@
-"""The SQLite store is private: the database and its -wal and -shm are 0600."""
+"""The data dir and the SQLite store are private, without tightening directories we do not own."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
 from broker import store
+from broker.cli import main
+from broker.errors import KeyStoreError
+from broker.files import private_dir
+from broker.keys import KeyPolicy, KeyStore
+
+POLICY = KeyPolicy(
+    algorithm="ES256", rsa_bits=2048, max_published=4, max_token_ttl=3600, reload_seconds=1.0
+)
+NOW = 1_800_000_000
 
 
 def mode(path: Path) -> int:
@@ -22,6 +34,70 @@ def umask(value: int) -> Iterator[None]:
         yield
     finally:
         os.umask(old)
+
+
+# -- private_dir ------------------------------------------------------------------------------
+
+
+def test_a_shared_directory_is_refused_not_chmodded(tmp_path: Path) -> None:
+    shared = tmp_path / "like-tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # what /tmp is
+    with pytest.raises(KeyStoreError, match=f"run `chmod 700 {shared}`") as err:
+        private_dir(shared)
+    assert "BROKER_DATA_DIR" in err.value.message
+    assert mode(shared) == 0o1777  # sticky bit and world access untouched
+
+
+def test_a_group_readable_directory_is_refused(tmp_path: Path) -> None:
+    group = tmp_path / "group"
+    group.mkdir(mode=0o750)
+    group.chmod(0o750)
+    with pytest.raises(KeyStoreError, match="mode 0750"):
+        private_dir(group)
+    assert mode(group) == 0o750
+
+
+def test_an_existing_private_directory_is_accepted(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    mine.chmod(0o700)
+    assert private_dir(mine) == mine
+    assert mode(mine) == 0o700
+
+
+def test_a_file_in_the_way_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(KeyStoreError, match="is not a directory"):
+        private_dir(tmp_path / "file")
+
+
+def test_a_created_directory_is_0700_whatever_the_umask(tmp_path: Path) -> None:
+    with umask(0):
+        made = private_dir(tmp_path / "a" / "b")
+    assert mode(made) == 0o700
+
+
+def test_the_key_store_makes_a_new_data_dir_private_not_just_keys(tmp_path: Path) -> None:
+    # `keys rotate` before the first `serve` creates the data dir; serve must accept it later.
+    data = tmp_path / "new" / "data"
+    with umask(0o022):
+        KeyStore(data, POLICY).ensure(NOW)
+    assert mode(data) == 0o700
+    assert mode(data / "keys") == 0o700
+    assert private_dir(data) == data
+
+
+def test_keys_rotate_in_a_shared_data_dir_is_one_line(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    result = CliRunner().invoke(main, ["keys", "rotate"], env={"BROKER_DATA_DIR": str(shared)})
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {shared} is accessible to other users")
+    assert len(result.output.strip().splitlines()) == 1
+    assert mode(shared) == 0o1777
+    assert not (shared / "keys").exists()
 
 
 # -- the SQLite store -------------------------------------------------------------------------
