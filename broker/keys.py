@@ -16,12 +16,14 @@ import contextlib
 import fcntl
 import json
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
@@ -29,6 +31,14 @@ from broker.files import atomic_write, private_dir
 
 STS_LEEWAY_SECONDS = 300
 STATE_FILE = "state.json"
+
+# A kid is an RFC 7638 thumbprint (base64url); anything else in state.json is a hand edit, and
+# it names a file, so it must not be a path.
+_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_REBUILD = (
+    "restore it from a backup, or move the keys directory aside and run `test-broker serve` "
+    "to create new keys (tokens signed by the old ones stop verifying)"
+)
 
 SigningKey = ECKey | RSAKey
 
@@ -109,6 +119,39 @@ def _load_pem(pem: bytes, alg: str) -> SigningKey:
     return ECKey.import_key(pem) if alg.startswith("ES") else RSAKey.import_key(pem)
 
 
+def _optional_int(value: object) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _record(raw: object) -> KeyRecord:
+    """One entry of state.json, checked field by field (a hand edit can put anything there)."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"a key entry is {type(raw).__name__}, not an object")
+    fields = {"kid", "alg", "state", "created_at", "activated_at", "retire_after"}
+    if missing := {"kid", "alg", "state", "created_at"} - raw.keys():
+        raise ValueError(f"a key entry lacks {', '.join(sorted(missing))}")
+    if unknown := raw.keys() - fields:
+        raise ValueError(f"a key entry has unknown fields {', '.join(sorted(map(str, unknown)))}")
+    kid, alg = raw["kid"], raw["alg"]
+    if not isinstance(kid, str) or not _KID.fullmatch(kid):
+        raise ValueError(f"kid {kid!r} is not an RFC 7638 thumbprint")
+    if alg not in ("ES256", "RS256"):
+        raise ValueError(f"key {kid}: alg {alg!r} is not ES256 or RS256")
+    if raw["state"] not in tuple(KeyState):
+        raise ValueError(f"key {kid}: state {raw['state']!r} is not one of next, active, retiring")
+    created, activated, retire = raw["created_at"], raw.get("activated_at"), raw.get("retire_after")
+    if not isinstance(created, int) or not all(map(_optional_int, (created, activated, retire))):
+        raise ValueError(f"key {kid}: created_at/activated_at/retire_after must be unix seconds")
+    return KeyRecord(
+        kid=kid,
+        alg=alg,
+        state=KeyState(raw["state"]),
+        created_at=created,
+        activated_at=activated,
+        retire_after=retire,
+    )
+
+
 class KeyStore:
     def __init__(self, data_dir: Path, policy: KeyPolicy) -> None:
         self.dir = data_dir / "keys"
@@ -125,13 +168,16 @@ class KeyStore:
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def records(self) -> list[KeyRecord]:
+        path = self.dir / STATE_FILE
         try:
-            raw = json.loads((self.dir / STATE_FILE).read_bytes())
+            raw = json.loads(path.read_bytes())
+            if not isinstance(raw, dict) or not isinstance(raw.get("keys"), list):
+                raise TypeError('expected {"version": 1, "keys": [...]}')
+            return [_record(r) for r in raw["keys"]]
         except FileNotFoundError:
             return []
-        except ValueError as exc:
-            raise KeyStoreError(f"{self.dir / STATE_FILE} is corrupt ({exc}); restore it") from None
-        return [KeyRecord(**{**r, "state": KeyState(r["state"])}) for r in raw["keys"]]
+        except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+            raise KeyStoreError(f"{path} is corrupt ({exc}); {_REBUILD}") from None
 
     def snapshot(self, previous: KeySnapshot | None = None) -> KeySnapshot:
         """Read the keys; PEMs already parsed in ``previous`` are reused (RSA parsing is slow)."""
@@ -142,11 +188,26 @@ class KeyStore:
                 f"no active key in {self.dir}; run `test-broker serve` to create one"
             )
         cache = previous.private if previous else {}
-        private = {
-            r.kid: cache.get(r.kid) or _load_pem((self.dir / f"{r.kid}.pem").read_bytes(), r.alg)
-            for r in records
-        }
+        private = {r.kid: cache.get(r.kid) or self._load(r) for r in records}
         return KeySnapshot(records, private, stamp)
+
+    def _load(self, record: KeyRecord) -> SigningKey:
+        path = self.dir / f"{record.kid}.pem"
+        try:
+            key = _load_pem(path.read_bytes(), record.alg)
+        except FileNotFoundError:
+            raise KeyStoreError(
+                f"{path} is missing but {self.dir / STATE_FILE} lists key {record.kid} "
+                f"({record.state}); {_REBUILD}"
+            ) from None
+        except (ValueError, TypeError, JoseError) as exc:
+            why = str(exc).split(". ")[0]  # cryptography's message runs on for lines
+            raise KeyStoreError(
+                f"{path} is not a {record.alg} private key ({why}); {_REBUILD}"
+            ) from None
+        if key.thumbprint() != record.kid:
+            raise KeyStoreError(f"{path} holds a different key than kid {record.kid}; {_REBUILD}")
+        return key
 
     # -- writing (under the lock) ------------------------------------------------------------
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from broker.errors import KeyNotFound, TooManyKeys
+from broker.cli import main
+from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
 from broker.keys import KeyPolicy, KeyState, KeyStore
 
 POLICY = KeyPolicy(
@@ -114,3 +117,69 @@ def test_rs256_keys_are_generated_with_the_configured_size(tmp_path: Path) -> No
     snap = s.snapshot()
     assert snap.active.alg == "RS256"
     assert snap.signing_key.raw_value.key_size == 2048
+
+
+# -- a hand-broken store is one KeyStoreError naming the file and the way out -------------------
+
+
+def entry(**changes: object) -> dict[str, object]:
+    good: dict[str, object] = {"kid": "abc", "alg": "ES256", "state": "next", "created_at": NOW}
+    return {k: v for k, v in (good | changes).items() if v is not ...}
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        [],
+        {"keys": "none"},
+        {"keys": ["abc"]},
+        {"keys": [entry(state=...)]},
+        {"keys": [entry(state="spare")]},
+        {"keys": [entry(kid="../../etc/passwd")]},
+        {"keys": [entry(alg="HS256")]},
+        {"keys": [entry(created_at="yesterday")]},
+        {"keys": [entry(retire_after=1.5)]},
+        {"keys": [entry(colour="red")]},
+    ],
+    ids=repr,
+)
+def test_a_hand_broken_state_file_is_a_key_store_error(store: KeyStore, doc: object) -> None:
+    path = store.dir / "state.json"
+    path.write_text(json.dumps(doc))
+    for read in (store.records, store.snapshot, lambda: store.rotate(NOW)):
+        with pytest.raises(KeyStoreError, match=r"state\.json is corrupt .*restore it") as err:
+            read()
+        assert str(path) in err.value.message
+
+
+def test_a_missing_pem_is_a_key_store_error(store: KeyStore) -> None:
+    active = store.snapshot().active
+    pem = store.dir / f"{active.kid}.pem"
+    pem.unlink()
+    with pytest.raises(KeyStoreError, match=r"is missing but .*state\.json lists key") as err:
+        store.snapshot()
+    assert str(pem) in err.value.message
+    assert "restore it" in err.value.message
+
+
+def test_a_damaged_or_swapped_pem_is_a_key_store_error(store: KeyStore) -> None:
+    snap = store.snapshot()
+    other = next(r.kid for r in snap.records if r.kid != snap.active.kid)
+    active_pem = store.dir / f"{snap.active.kid}.pem"
+    active_pem.write_bytes(b"not a key")
+    with pytest.raises(KeyStoreError, match="is not a ES256 private key"):
+        store.snapshot()
+    active_pem.write_bytes((store.dir / f"{other}.pem").read_bytes())
+    with pytest.raises(KeyStoreError, match=f"holds a different key than kid {snap.active.kid}"):
+        store.snapshot()
+
+
+def test_the_cli_reports_a_broken_state_file_in_one_line(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path, POLICY)
+    store.ensure(NOW)
+    (store.dir / "state.json").write_text("{}")
+    result = CliRunner().invoke(main, ["keys", "list"], env={"BROKER_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {store.dir / 'state.json'} is corrupt")
+    assert len(result.output.strip().splitlines()) == 1
