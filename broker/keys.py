@@ -26,12 +26,23 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
+from broker.discovery import CACHE_CONTROL
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
 from broker.files import atomic_write, private_dir
 
 STS_LEEWAY_SECONDS = 300
 STATE_FILE = "state.json"
 
+
+def _max_age(cache_control: str) -> int:
+    found = re.search(r"max-age=(\d+)", cache_control)
+    if found is None:
+        raise RuntimeError(f"Cache-Control {cache_control!r} has no max-age; rotation needs one")
+    return int(found[1])
+
+
+# How long a verifier (AWS STS) may keep using the JWKS it fetched: the max-age we send.
+JWKS_CACHE_SECONDS = _max_age(CACHE_CONTROL)
 # A kid is an RFC 7638 thumbprint (base64url); anything else in state.json is a hand edit, and
 # it names a file, so it must not be a path.
 _KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -77,6 +88,15 @@ class KeyPolicy:
     def retire_margin(self) -> int:
         # Tokens a running broker signs before it notices the rotation are covered too.
         return self.max_token_ttl + STS_LEEWAY_SECONDS + math.ceil(self.reload_seconds) + 1
+
+    @property
+    def promote_after(self) -> int:
+        """How long a next key must have been published before it may sign.
+
+        A running broker publishes it within one reload; a verifier that fetched the JWKS just
+        before that keeps the old copy for the cache lifetime.
+        """
+        return JWKS_CACHE_SECONDS + math.ceil(self.reload_seconds)
 
 
 @dataclass(frozen=True)
@@ -262,26 +282,62 @@ class KeyStore:
             self._ensure(records, now)
 
     def rotate(self, now: int) -> list[KeyRecord]:
-        """Promote next to active, retire the old active key, publish a fresh next key."""
+        """Promote next to active, retire the old active key, publish a fresh next key.
+
+        Refused (with the time it becomes possible) while verifiers may not have seen the next
+        key yet, or while the rotation would publish more than max_published keys. A refusal
+        still saves what it pruned or published, so no key file is left outside state.json.
+        """
         with self._locked() as records:
             self._prune(records, now)
+            # A store without keys has never published any, so no verifier can hold a JWKS
+            # that lacks its first next key: it may sign at once, like a first `serve`'s key.
+            fresh = not records
             self._ensure(records, now)
-            if len(records) + 1 > self.policy.max_published:
-                retiring = [r for r in records if r.state is KeyState.RETIRING]
-                soonest = min(r.retire_after or now for r in retiring)
-                raise TooManyKeys(
-                    f"rotating would publish {len(records) + 1} keys, above max_published_keys "
-                    f"({self.policy.max_published}); retiring keys still protect live tokens. "
-                    f"Wait until {soonest} (unix time) or drop one with `test-broker keys remove KID`"
+            refusal = self._rotation_refusal(records, now, fresh=fresh)
+            if refusal is None:
+                retire_after = now + self.policy.retire_margin
+                for i, r in enumerate(records):
+                    if r.state is KeyState.ACTIVE:
+                        records[i] = replace(r, state=KeyState.RETIRING, retire_after=retire_after)
+                    elif r.state is KeyState.NEXT:
+                        records[i] = replace(r, state=KeyState.ACTIVE, activated_at=now)
+                records.append(self._new(KeyState.NEXT, now))
+                return list(records)
+        raise refusal
+
+    def _rotation_refusal(
+        self, records: list[KeyRecord], now: int, *, fresh: bool
+    ) -> KeyStoreError | None:
+        bound = self.policy.max_published
+        if len(records) + 1 > bound:
+            retiring = [r.retire_after for r in records if r.retire_after is not None]
+            if not retiring:
+                return TooManyKeys(
+                    f"max_published_keys is {bound}, but a rotation publishes {len(records) + 1} "
+                    "keys (next, active and the retiring old key, which must stay published "
+                    "until its tokens expire); set max_published_keys to 3 or more, or replace "
+                    "the active key at once with `test-broker keys remove KID`"
                 )
-            retire_after = now + self.policy.retire_margin
-            for i, r in enumerate(records):
-                if r.state is KeyState.ACTIVE:
-                    records[i] = replace(r, state=KeyState.RETIRING, retire_after=retire_after)
-                elif r.state is KeyState.NEXT:
-                    records[i] = replace(r, state=KeyState.ACTIVE, activated_at=now)
-            records.append(self._new(KeyState.NEXT, now))
-            return list(records)
+            # published_at keeps a key through its retire_after second
+            soonest = min(retiring) + 1
+            return TooManyKeys(
+                f"rotating would publish {len(records) + 1} keys, above max_published_keys "
+                f"({bound}); retiring keys still protect live tokens. Rotate again at "
+                f"{soonest} (unix time, in {soonest - now} s) or drop one with "
+                "`test-broker keys remove KID`"
+            )
+        upcoming = next(r for r in records if r.state is KeyState.NEXT)
+        ready = upcoming.created_at + self.policy.promote_after
+        if not fresh and now < ready:
+            return KeyStoreError(
+                f"next key {upcoming.kid} was published at {upcoming.created_at} (unix time); "
+                f"verifiers may cache the JWKS for {JWKS_CACHE_SECONDS} s after a running broker "
+                f"reloads it (every {self.policy.reload_seconds:g} s), so it may sign only from "
+                f"{ready}. Run `test-broker keys rotate` again in {ready - now} s "
+                "(or, if the active key is compromised, `test-broker keys remove KID` now)"
+            )
+        return None
 
     def remove(self, kid: str, now: int) -> list[KeyRecord]:
         """Emergency kill switch: unpublish a key at once; tokens it signed stop verifying."""

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jwt as pyjwt
 import pytest
 
+from broker.keys import KeyPolicy, KeyStore
 from tests.conftest import LiveBroker, StartBroker, wait_until
 
 
@@ -55,12 +57,29 @@ def states(listing: dict[str, object]) -> dict[str, str]:
     return {k["kid"]: k["state"] for k in listing["keys"]}  # type: ignore[attr-defined]
 
 
+def key_store(data_dir: Path, alg: str = "ES256", max_published: int = 4) -> KeyStore:
+    policy = KeyPolicy(
+        algorithm=alg,
+        rsa_bits=2048,
+        max_published=max_published,
+        max_token_ttl=3600,
+        reload_seconds=1.0,
+    )
+    return KeyStore(data_dir, policy)
+
+
+def keys_published_an_hour_ago(data_dir: Path, alg: str = "ES256") -> Path:
+    """A store as a broker that has run a while leaves it: its next key may be promoted now."""
+    key_store(data_dir, alg).ensure(int(time.time()) - 3600)
+    return data_dir
+
+
 @pytest.mark.parametrize("alg", ["ES256", "RS256"])
 def test_cli_rotation_is_picked_up_and_old_tokens_keep_verifying(
-    live_broker: StartBroker, alg: str
+    live_broker: StartBroker, tmp_path: Path, alg: str
 ) -> None:
-    broker = live_broker(key_algorithm=alg)
-    data = broker.settings.data_dir
+    data = keys_published_an_hour_ago(tmp_path / "data", alg)
+    broker = live_broker(key_algorithm=alg, data_dir=data)
     before = states(cli(data, "list"))
     old_active = next(k for k, s in before.items() if s == "active")
     old_next = next(k for k, s in before.items() if s == "next")
@@ -100,22 +119,45 @@ def test_tokens_from_before_a_restart_still_verify(
     assert kid_of(mint(restarted)) == kid_of(token)
 
 
-def test_rotation_refused_past_the_bound_names_the_way_out(tmp_path: Path) -> None:
-    env = {**os.environ, "BROKER_DATA_DIR": str(tmp_path), "BROKER_MAX_PUBLISHED_KEYS": "3"}
+def rotate_via_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     run = [sys.executable, "-m", "broker", "keys", "rotate"]
-    first = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        run, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_rotation_refused_past_the_bound_names_the_way_out(tmp_path: Path) -> None:
+    # one rotation two hours ago: active, next (published since) and a retiring key = 3
+    hours_ago = int(time.time()) - 7200
+    key_store(tmp_path, max_published=3).ensure(hours_ago)
+    key_store(tmp_path, max_published=3).rotate(hours_ago + 3600)
+    refused = rotate_via_cli({"BROKER_DATA_DIR": str(tmp_path), "BROKER_MAX_PUBLISHED_KEYS": "3"})
+    assert refused.returncode == 1
+    assert "max_published_keys" in refused.stderr
+    assert "keys remove" in refused.stderr
+
+
+def test_a_second_rotation_right_after_the_first_is_refused_until_the_jwks_caches_expire(
+    tmp_path: Path,
+) -> None:
+    env = {"BROKER_DATA_DIR": str(keys_published_an_hour_ago(tmp_path))}
+    first = rotate_via_cli(env)
     assert first.returncode == 0, first.stderr
-    second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60, check=False)
+    before = (tmp_path / "keys" / "state.json").read_bytes()
+    second = rotate_via_cli(env)
     assert second.returncode == 1
-    assert "max_published_keys" in second.stderr
-    assert "keys remove" in second.stderr
+    assert second.stderr.startswith("error: next key ")
+    assert "verifiers may cache the JWKS for 60 s" in second.stderr
+    assert "keys rotate` again in" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "keys" / "state.json").read_bytes() == before
 
 
 def test_a_broken_state_file_does_not_stop_the_reloader(
-    live_broker: StartBroker, caplog: pytest.LogCaptureFixture
+    live_broker: StartBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = live_broker()
-    data = broker.settings.data_dir
+    data = keys_published_an_hour_ago(tmp_path / "data")
+    broker = live_broker(data_dir=data)
     state = data / "keys" / "state.json"
     good = state.read_text()
 

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from broker.cli import main
+from broker.discovery import CACHE_CONTROL
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
-from broker.keys import KeyPolicy, KeyState, KeyStore
+from broker.keys import JWKS_CACHE_SECONDS, KeyPolicy, KeyState, KeyStore
 
 POLICY = KeyPolicy(
     algorithm="ES256", rsa_bits=2048, max_published=4, max_token_ttl=3600, reload_seconds=1.0
 )
 NOW = 1_800_000_000
+# The first moment a next key created at NOW may be promoted (verifiers have seen it by then).
+READY = NOW + POLICY.promote_after
 
 
 def states(store: KeyStore) -> dict[str, str]:
     return {r.kid: r.state.value for r in store.records()}
+
+
+def pems(store: KeyStore) -> set[str]:
+    return {p.stem for p in store.dir.glob("*.pem")}
 
 
 @pytest.fixture
@@ -75,7 +83,7 @@ def test_rotate_promotes_the_already_published_next_key(store: KeyStore) -> None
 
 
 def test_retiring_key_stays_published_until_its_time(store: KeyStore) -> None:
-    store.rotate(NOW)
+    store.rotate(READY)
     snap = store.snapshot()
     retiring = next(r for r in snap.records if r.state is KeyState.RETIRING)
     assert retiring.retire_after is not None
@@ -87,10 +95,11 @@ def test_retiring_key_stays_published_until_its_time(store: KeyStore) -> None:
 
 
 def test_jwks_never_grows_past_the_bound(store: KeyStore) -> None:
-    store.rotate(NOW)
-    store.rotate(NOW + 1)  # active, next, 2 retiring = 4 = max_published
+    wait = POLICY.promote_after  # each rotation waits until its next key has been seen
+    store.rotate(NOW + wait)
+    store.rotate(NOW + 2 * wait)  # active, next, 2 retiring = 4 = max_published
     with pytest.raises(TooManyKeys, match="keys remove"):
-        store.rotate(NOW + 2)
+        store.rotate(NOW + 3 * wait)
     assert len(store.records()) == 4
 
 
@@ -117,6 +126,83 @@ def test_rs256_keys_are_generated_with_the_configured_size(tmp_path: Path) -> No
     snap = s.snapshot()
     assert snap.active.alg == "RS256"
     assert snap.signing_key.raw_value.key_size == 2048
+
+
+# -- a next key signs only once verifiers can have seen it ------------------------------------
+
+
+def test_promote_wait_is_the_jwks_cache_time_plus_one_reload() -> None:
+    assert JWKS_CACHE_SECONDS == 60  # the max-age in CACHE_CONTROL
+    assert f"max-age={JWKS_CACHE_SECONDS}" in CACHE_CONTROL
+    slow = replace(POLICY, reload_seconds=2.5)
+    assert slow.promote_after == 60 + 3
+
+
+def test_rotate_refuses_a_next_key_verifiers_may_not_have_seen(store: KeyStore) -> None:
+    before = store.records()
+    with pytest.raises(KeyStoreError, match=rf"from {READY}\. .*keys rotate` again in 1 s") as err:
+        store.rotate(READY - 1)
+    assert not isinstance(err.value, TooManyKeys)
+    assert store.records() == before
+    assert pems(store) == {r.kid for r in before}  # no key generated for nothing
+    store.rotate(READY)
+    assert sorted(states(store).values()) == ["active", "next", "retiring"]
+
+
+def test_two_quick_rotations_never_promote_an_unseen_key(store: KeyStore) -> None:
+    store.rotate(READY)
+    after_first = store.records()
+    with pytest.raises(KeyStoreError, match="again in"):
+        store.rotate(READY + 1)  # the new next key was published only a second ago
+    assert store.records() == after_first
+    assert pems(store) == {r.kid for r in after_first}
+
+
+def test_rotate_on_a_store_without_keys_needs_no_wait(tmp_path: Path) -> None:
+    # None of its keys was ever published, so no verifier holds a JWKS lacking them; this is
+    # what a first `serve` does too (its first active key signs at once).
+    fresh = KeyStore(tmp_path / "data", POLICY)
+    fresh.rotate(NOW)
+    assert sorted(states(fresh).values()) == ["active", "next", "retiring"]
+
+
+def test_a_store_without_next_key_publishes_one_and_waits(store: KeyStore) -> None:
+    # hand-edited: only the active key is left
+    doc = json.loads((store.dir / "state.json").read_text())
+    doc["keys"] = [k for k in doc["keys"] if k["state"] == "active"]
+    (store.dir / "state.json").write_text(json.dumps(doc))
+    with pytest.raises(KeyStoreError, match="again in"):
+        store.rotate(NOW + 1000)
+    # the refused rotation still saved the next key it created, so its PEM is no orphan
+    assert sorted(states(store).values()) == ["active", "next"]
+    assert pems(store) == set(states(store))
+
+
+# -- max_published_keys = 2 ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_two_published_keys_leave_no_room_to_rotate(tmp_path: Path, existing: bool) -> None:
+    small = KeyStore(tmp_path / "data", replace(POLICY, max_published=2))
+    if existing:
+        small.ensure(NOW)
+    with pytest.raises(TooManyKeys, match="set max_published_keys to 3 or more"):
+        small.rotate(READY)
+    assert sorted(states(small).values()) == ["active", "next"]
+    assert pems(small) == set(states(small))
+
+
+def test_the_bound_refusal_names_the_second_the_retiring_key_leaves(store: KeyStore) -> None:
+    bounded = KeyStore(store.dir.parent, replace(POLICY, max_published=3))
+    bounded.rotate(READY)
+    retire_after = next(r.retire_after for r in bounded.records() if r.retire_after)
+    assert retire_after is not None
+    before = bounded.records()
+    # published_at keeps the key through retire_after itself, so the slot frees a second later
+    with pytest.raises(TooManyKeys, match=rf"Rotate again at {retire_after + 1} "):
+        bounded.rotate(READY + POLICY.promote_after)
+    assert bounded.records() == before
+    assert pems(bounded) == {r.kid for r in before}
 
 
 # -- a hand-broken store is one KeyStoreError naming the file and the way out -------------------
@@ -147,7 +233,7 @@ def entry(**changes: object) -> dict[str, object]:
 def test_a_hand_broken_state_file_is_a_key_store_error(store: KeyStore, doc: object) -> None:
     path = store.dir / "state.json"
     path.write_text(json.dumps(doc))
-    for read in (store.records, store.snapshot, lambda: store.rotate(NOW)):
+    for read in (store.records, store.snapshot, lambda: store.rotate(READY)):
         with pytest.raises(KeyStoreError, match=r"state\.json is corrupt .*restore it") as err:
             read()
         assert str(path) in err.value.message
