@@ -133,6 +133,8 @@ def keys_rotate(config_file: Path | None, as_json: bool) -> None:
     """Promote the published next key to active; the old key retires.
 
     The retiring key stays published until every token it signed is past exp + 300 s.
+    Refused (saying when to retry) until the next key has been published for the JWKS
+    cache time (60 s) plus one key_reload_seconds, so every verifier has seen it.
 
     \b
     Example:
