@@ -95,7 +95,10 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
 
     Mints a token, assumes the role with it, puts/gets/lists under the token's own scope, then
     gets and lists under --foreign-prefix. Seed <foreign-prefix>test-broker-verify.txt once with
-    admin rights: with GetObject but no ListBucket, S3 answers a missing key with AccessDenied.
+    admin rights: with GetObject but no ListBucket, S3 answers a missing key with AccessDenied,
+    so the foreign read counts as denied only if your own AWS credentials (never the role's)
+    can HeadObject it; otherwise it is "unproven" and verify exits 1. --role-arn and --bucket
+    must contain the config's test_marker, like the config's own names.
 
     \b
     Examples:
@@ -108,6 +111,7 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
     import ssl
 
     import httpx
+    from botocore.exceptions import InvalidRegionError
 
     from broker import verify as proof
 
@@ -122,6 +126,20 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
             "--role-arn (or test_role_name)" if role_arn is None else "--bucket (or test_bucket)"
         )
         raise ConfigError(f"verify needs {missing}: pass it or set it in the config")
+    # verify writes into the bucket: an override gets the config's test_marker rule too.
+    for option, name in (("--role-arn", role_arn.rsplit("/", 1)[-1]), ("--bucket", bucket)):
+        if settings.test_marker not in name:
+            raise ConfigError(
+                f"{option} names {name!r}, which does not contain test_marker "
+                f"{settings.test_marker!r}: verify only touches resources named as test resources"
+            )
+    broker_url = opts["broker_url"] or settings.oidc_issuer
+    try:
+        parsed = httpx.URL(broker_url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"--broker-url {broker_url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"--broker-url {broker_url!r} must be an http(s) URL with a host")
     target = proof.Target(
         role_arn=role_arn,
         bucket=bucket,
@@ -132,25 +150,40 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
         foreign_prefix=opts["foreign_prefix"],
     )
     ca = opts["ca_bundle"]
-    with httpx.Client(
-        base_url=opts["broker_url"] or settings.oidc_issuer,
-        timeout=10,
-        verify=ssl.create_default_context(cafile=ca) if ca else True,
-    ) as client:
-        if opts["token_file"] is not None:
-            tokens = proof.given_token(opts["token_file"].read_text().strip())
-        elif opts["bearer_file"] is not None:
-            bearer = opts["bearer_file"].read_text().strip()
+    try:
+        tls = ssl.create_default_context(cafile=ca) if ca else True
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"--ca-bundle {str(ca)!r} is not a PEM CA certificate: {exc}") from None
+    token_text = _read_text(opts["token_file"], "--token-file")
+    bearer = _read_text(opts["bearer_file"], "--bearer-file")
+    with httpx.Client(base_url=broker_url, timeout=10, verify=tls) as client:
+        if token_text is not None:
+            tokens = proof.given_token(token_text)
+        elif bearer is not None:
             tokens = proof.bearer_token(client, bearer, opts["scope"])
         else:
             tokens = proof.federation_token(client, opts["proof"] or "federation-proof")
-        report = proof.Verifier(target, tokens).run()
+        try:
+            verifier = proof.Verifier(target, tokens, proof.ambient_probe_check(target))
+        except InvalidRegionError as exc:
+            raise ConfigError(f"--region {target.region!r}: {exc}") from None
+        report = verifier.run()
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
         _print_report(report)
     if not report.isolated:
         sys.exit(1)
+
+
+def _read_text(path: Path | None, option: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except (UnicodeDecodeError, OSError) as exc:
+        # Tokens and secrets are ASCII; anything else is the wrong file.
+        raise ConfigError(f"{option} {str(path)!r} is not an ASCII text file: {exc}") from None
 
 
 def _print_report(report: Report) -> None:

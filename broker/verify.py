@@ -13,7 +13,7 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -25,13 +25,17 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sts import STSClient
 
-Outcome = Literal["allowed", "denied", "error", "skipped"]
+# "unproven": AccessDenied on a probe object nobody could show exists (see ProbeCheck).
+Outcome = Literal["allowed", "denied", "error", "skipped", "unproven"]
 FOREIGN_PREFIX = "0xdeadbeef/"
 # The object verify writes in the own scope and reads in the foreign one. Seed it in the foreign
-# scope once: with GetObject but no ListBucket, S3 answers a missing key with AccessDenied too.
+# scope once: with GetObject but no ListBucket, S3 answers a missing key with AccessDenied too,
+# so a denied foreign read proves nothing unless the object is known to exist (ProbeCheck).
 PROBE_OBJECT = "test-broker-verify.txt"
 DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden"})
 TokenSource = Callable[[], str]
+# Does the foreign probe exist? (True/False, or None when it cannot be told) and why.
+ProbeCheck = Callable[[str, str], tuple[bool | None, str]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,20 +95,33 @@ class Report:
 # -- getting a token -------------------------------------------------------------------------
 
 
-def _post(client: httpx.Client, path: str, **kwargs: Any) -> dict[str, Any]:
+def _post(client: httpx.Client, path: str, field: str, **kwargs: Any) -> str:
+    """POST and return one string field of the JSON reply; anything else is a failed step."""
+    url = f"{client.base_url}{path}"
     reply = client.post(path, **kwargs)
     if reply.status_code != 200:
-        raise VerifyFailed(f"{client.base_url}{path} answered {reply.status_code}: {reply.text}")
-    body: dict[str, Any] = reply.json()
-    return body
+        raise VerifyFailed(f"{url} answered {reply.status_code}: {_snippet(reply.text)}")
+    try:
+        body = reply.json()
+    except ValueError:  # HTML from a proxy or the wrong host, not the broker
+        raise VerifyFailed(f"{url} answered 200 but not JSON: {_snippet(reply.text)}") from None
+    value = body.get(field) if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value:
+        raise VerifyFailed(f"{url} answered JSON without a {field!r} string: is it the broker?")
+    return value
+
+
+def _snippet(text: str) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= 120 else one_line[:117] + "..."
 
 
 def federation_token(client: httpx.Client, proof: str) -> TokenSource:
     """The upstream flow: a federation proof buys a session, the session mints."""
 
     def fetch() -> str:
-        session = _post(client, "/session/create", json={"auth_token": proof})["session"]
-        return str(_post(client, "/v1/mint-oidc-jwt", headers=_auth(session))["jwt"])
+        session = _post(client, "/session/create", "session", json={"auth_token": proof})
+        return _post(client, "/v1/mint-oidc-jwt", "jwt", headers=_auth(session))
 
     return fetch
 
@@ -119,7 +136,7 @@ def bearer_token(client: httpx.Client, bearer: str, scope: str | None) -> TokenS
     body = {"scope": scope} if scope else None
 
     def fetch() -> str:
-        return str(_post(client, "/v1/mint-oidc-jwt", headers=_auth(bearer), json=body)["jwt"])
+        return _post(client, "/v1/mint-oidc-jwt", "jwt", headers=_auth(bearer), json=body)
 
     return fetch
 
@@ -156,13 +173,16 @@ def token_scope(claims: dict[str, Any], scope_tag: str) -> str | None:
 class Verifier:
     """Holds the clients, so repeated proofs (the benchmark) pay for boto3 setup once."""
 
-    def __init__(self, target: Target, tokens: TokenSource) -> None:
+    def __init__(
+        self, target: Target, tokens: TokenSource, probe_check: ProbeCheck | None = None
+    ) -> None:
         import boto3  # only verify and its benchmark pay for boto3
         from botocore import UNSIGNED
         from botocore.config import Config
 
         self.target = target
         self.tokens = tokens
+        self.probe_check = probe_check
         self._session = boto3.Session(region_name=target.region)
         self._config = Config(retries={"max_attempts": 1})
         # AssumeRoleWithWebIdentity is an unsigned call: the token is the credential.
@@ -233,17 +253,67 @@ class Verifier:
             lambda: s3.get_object(Bucket=b, Key=own + PROBE_OBJECT)["Body"].read(),
         )
         timed("list own", "allowed", lambda: s3.list_objects_v2(Bucket=b, Prefix=own, MaxKeys=5))
-        timed(
+        get_foreign = timed(
             "get foreign",
             "denied",
             lambda: s3.get_object(Bucket=b, Key=foreign + PROBE_OBJECT)["Body"].read(),
         )
+        if get_foreign.outcome == "denied":
+            steps[-1] = self._prove_denial(get_foreign, foreign + PROBE_OBJECT)
         timed(
             "list foreign",
             "denied",
             lambda: s3.list_objects_v2(Bucket=b, Prefix=foreign, MaxKeys=5),
         )
         return _finish(self, steps, start, scope, claims)
+
+    def _prove_denial(self, step: Step, key: str) -> Step:
+        """A denied read counts only if the object exists; the role itself cannot tell."""
+        exists, how = (
+            (None, "no existence check given")
+            if self.probe_check is None
+            else self.probe_check(self.target.bucket, key)
+        )
+        if exists:
+            return replace(step, detail=f"{step.detail} (the object exists: {how})")
+        why = "it does not exist" if exists is False else f"its existence is unknown ({how})"
+        return replace(
+            step,
+            outcome="unproven",
+            detail=f"{step.detail} but {key} proves nothing: {why}, and S3 also answers a "
+            "missing key with AccessDenied when ListBucket is not granted",
+        )
+
+
+def ambient_probe_check(target: Target) -> ProbeCheck:
+    """HeadObject with the caller's own AWS credentials (never the role's), read-only.
+
+    The role cannot see the foreign probe (that is the point), so existence has to come from
+    whoever seeded it; without such credentials the foreign read stays unproven.
+    """
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    def check(bucket: str, key: str) -> tuple[bool | None, str]:
+        session = boto3.Session(region_name=target.region)
+        if session.get_credentials() is None:
+            return None, "no AWS credentials of your own to check it with HeadObject"
+        s3 = session.client(
+            "s3", endpoint_url=target.s3_endpoint, config=Config(retries={"max_attempts": 1})
+        )
+        try:
+            s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return False, "HeadObject with your credentials: 404"
+            return None, f"HeadObject with your credentials: {code}"
+        except BotoCoreError as exc:
+            return None, f"HeadObject with your credentials: {exc}"
+        return True, "HeadObject with your credentials found it"
+
+    return check
 
 
 def _attempt(call: Callable[[], object]) -> tuple[Outcome, str]:

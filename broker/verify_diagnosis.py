@@ -117,6 +117,13 @@ def diagnose(
                     f'StringLike s3:prefix "{scope_var}/*"'
                 )
         lines.append("compare with `test-broker policy render role` and `... render bucket`")
+    if any(s.outcome == "unproven" for s in steps):
+        lines.append(
+            f"the foreign read was denied, but its probe object under {target.foreign_prefix} is "
+            "not known to exist, so a broad s3:GetObject grant would look the same: seed it once "
+            "with admin rights and run verify with AWS credentials of your own that may "
+            "HeadObject it (verify never asks the role)"
+        )
     if len(own_denied) == len(OWN_STEPS) and not foreign_allowed:
         lines.append("both scopes are denied: the session carries no usable scope tag")
         lines += _tag_findings(claims or {}, target)

@@ -48,6 +48,15 @@ EXPECTED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _seeder_credentials(seaweed: SeaweedStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify checks the foreign probe exists with the caller's own credentials: the seeder's."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweed.admin_keys[0])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", seaweed.admin_keys[1])
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def outcomes(report: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: s["outcome"] for s in report["steps"]}
 
@@ -256,3 +265,41 @@ def test_verify_prints_a_step_table_with_timings(seaweed: SeaweedStack) -> None:
     assert header.split() == ["STEP", "RESULT", "EXPECTED", "OK", "MS", "DETAIL"]
     assert [r.split("  ")[0] for r in rows] == list(EXPECTED)
     assert f"scope {seaweed.wallet()}: isolated (" in result.stdout
+
+
+# -- the foreign probe must exist for a denied read to mean anything ------------------------------
+
+UNSEEDED = "0xfeedface/"  # no object was ever written here
+
+
+def test_denied_read_of_a_missing_foreign_probe_is_unproven(run_verify: VerifyRun) -> None:
+    """On AWS a broad GetObject grant answers a missing key with AccessDenied (no ListBucket),
+    exactly like a correct role; so without the object the proof must not claim isolation."""
+    code, report = run_verify("--foreign-prefix", UNSEEDED)
+    assert (code, report["isolated"]) == (1, False), report
+    assert outcomes(report) == EXPECTED | {"get foreign": "unproven"}
+    get_foreign = next(s for s in report["steps"] if s["name"] == "get foreign")
+    assert "it does not exist" in get_foreign["detail"]
+    assert "not known to exist" in " ".join(report["diagnosis"])
+
+
+def test_broad_grant_with_a_missing_foreign_probe_is_not_isolated(run_verify: VerifyRun) -> None:
+    code, report = run_verify("--foreign-prefix", UNSEEDED, role=BROAD_ROLE)
+    assert (code, report["isolated"]) == (1, False), report
+    # SeaweedFS answers NoSuchKey here (AWS: AccessDenied); neither may count as denied.
+    assert outcomes(report)["get foreign"] in ("allowed", "unproven")
+
+
+def test_without_own_credentials_the_foreign_probe_is_unproven(
+    run_verify: VerifyRun, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    code, report = run_verify()
+    assert (code, report["isolated"]) == (1, False), report
+    assert outcomes(report) == EXPECTED | {"get foreign": "unproven"}
+    get_foreign = next(s for s in report["steps"] if s["name"] == "get foreign")
+    assert "no AWS credentials of your own" in get_foreign["detail"]
