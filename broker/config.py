@@ -114,7 +114,7 @@ class Settings(BaseSettings):
     rsa_key_bits: int = Field(2048, ge=2048, le=8192, description="RSA modulus size (RS256).")
     max_published_keys: int = Field(
         4,
-        ge=2,
+        ge=3,  # active, next and one retiring: with 2 no rotation could ever happen
         le=PUBLISHED_KEYS_HARD_CAP,
         description="Bound on JWKS size (next + active + retiring).",
     )

@@ -19,7 +19,8 @@ from broker.config import Settings
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/.well-known/jwks.json"
 # Short, so an emergency `keys remove` reaches caches within a minute.
-CACHE_CONTROL = "public, max-age=60"
+CACHE_SECONDS = 60  # how long a verifier (AWS STS) may keep the documents it fetched
+CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
 SUPPORTED_ALGORITHMS = ("ES256", "RS256")
 
 

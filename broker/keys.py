@@ -26,7 +26,7 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
-from broker.discovery import CACHE_CONTROL
+from broker.discovery import CACHE_SECONDS as JWKS_CACHE_SECONDS
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
 from broker.files import atomic_write, private_dir
 
@@ -34,15 +34,6 @@ STS_LEEWAY_SECONDS = 300
 STATE_FILE = "state.json"
 
 
-def _max_age(cache_control: str) -> int:
-    found = re.search(r"max-age=(\d+)", cache_control)
-    if found is None:
-        raise RuntimeError(f"Cache-Control {cache_control!r} has no max-age; rotation needs one")
-    return int(found[1])
-
-
-# How long a verifier (AWS STS) may keep using the JWKS it fetched: the max-age we send.
-JWKS_CACHE_SECONDS = _max_age(CACHE_CONTROL)
 # A kid is an RFC 7638 thumbprint (base64url); anything else in state.json is a hand edit, and
 # it names a file, so it must not be a path.
 _KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
