@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from broker.cli_common import table
-from broker.verify import Target, Verifier, federation_token
+from broker.verify import Target, Verifier, asserted_probe, federation_token
 from tests.seaweed_harness import BUCKET, seaweed_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,9 @@ def main() -> None:
                 sts_endpoint=stack.endpoint,
                 s3_endpoint=stack.endpoint,
             )
-            verifier = Verifier(target, federation_token(client, "federation-proof"))
+            # The harness seeded the foreign probe itself.
+            probe = asserted_probe("the harness, which seeded it")
+            verifier = Verifier(target, federation_token(client, "federation-proof"), probe)
             for _ in range(args.warmup):
                 verifier.run()
             reports = [verifier.run() for _ in range(args.rounds)]

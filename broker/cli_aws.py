@@ -88,6 +88,12 @@ def render(
     help="CA to trust for the broker URL (AWS endpoints use AWS_CA_BUNDLE as usual).",
 )
 @click.option("--foreign-prefix", default="0xdeadbeef/", show_default=True, help="Must be denied.")
+@click.option(
+    "--probe-seeded",
+    is_flag=True,
+    help="You seeded <foreign-prefix>test-broker-verify.txt (e.g. at bring-up): take its "
+    "existence as given instead of checking it with your own AWS credentials.",
+)
 @json_option
 @reports_errors
 def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
@@ -97,8 +103,9 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
     gets and lists under --foreign-prefix. Seed <foreign-prefix>test-broker-verify.txt once with
     admin rights: with GetObject but no ListBucket, S3 answers a missing key with AccessDenied,
     so the foreign read counts as denied only if your own AWS credentials (never the role's)
-    can HeadObject it; otherwise it is "unproven" and verify exits 1. --role-arn and --bucket
-    must contain the config's test_marker, like the config's own names.
+    can HeadObject it, or you say it exists with --probe-seeded (a CI job without credentials of
+    its own); otherwise it is "unproven" and verify exits 1. --role-arn and --bucket must
+    contain the config's test_marker, like the config's own names.
 
     \b
     Examples:
@@ -164,7 +171,12 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
         else:
             tokens = proof.federation_token(client, opts["proof"] or "federation-proof")
         try:
-            verifier = proof.Verifier(target, tokens, proof.ambient_probe_check(target))
+            check = (
+                proof.asserted_probe("--probe-seeded")
+                if opts["probe_seeded"]
+                else proof.ambient_probe_check(target)
+            )
+            verifier = proof.Verifier(target, tokens, check)
         except InvalidRegionError as exc:
             raise ConfigError(f"--region {target.region!r}: {exc}") from None
         report = verifier.run()

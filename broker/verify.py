@@ -285,6 +285,11 @@ class Verifier:
         )
 
 
+def asserted_probe(who: str) -> ProbeCheck:
+    """The person says the probe exists (they seeded it); the report says who said so."""
+    return lambda _bucket, _key: (True, f"asserted with {who}")
+
+
 def ambient_probe_check(target: Target) -> ProbeCheck:
     """HeadObject with the caller's own AWS credentials (never the role's), read-only.
 

@@ -31,6 +31,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from mypy_boto3_s3 import S3Client
 
 from broker import policy
+from broker.app import key_store
 from broker.config import Settings, load_settings
 from broker.verify import PROBE_OBJECT
 from tests.conftest import LiveBroker, free_socket, serving
@@ -239,9 +240,14 @@ def seaweed_stack(**settings_overrides: Any) -> Iterator[SeaweedStack]:
         ca = trustme.CA()
         ca_file = tmp / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
-        broker = stack.enter_context(
-            serving(lambda url: broker_settings(url, tmp / "broker", **settings_overrides), tls=ca)
-        )
+
+        def settings_for(url: str) -> Settings:
+            settings = broker_settings(url, tmp / "broker", **settings_overrides)
+            # Keys as a broker that has run a while leaves them: `keys rotate` may promote now.
+            key_store(settings).ensure(int(time.time()) - 3600)
+            return settings
+
+        broker = stack.enter_context(serving(settings_for, tls=ca))
         (tmp / "iam.json").write_text(json.dumps(iam_config(broker.settings, ca_file), indent=2))
         admin = (secrets.token_hex(10).upper(), secrets.token_urlsafe(30))
         identity = {
