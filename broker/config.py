@@ -103,7 +103,10 @@ class Settings(BaseSettings):
         DEFAULT_ISSUER, description="Issuer URL: token `iss`, discovery `issuer`, IAM provider."
     )
     audience: str = Field("sts.amazonaws.com", description="Token `aud` (the IAM client id).")
-    data_dir: Path = Field(Path(".test-broker"), description="Keys and state (created 0700).")
+    data_dir: Path = Field(
+        Path(".test-broker"),
+        description="Keys and state (created 0700; an existing one must not be group/world-open).",
+    )
     host: str | None = Field(
         None, description="Listen address; default: the issuer's host if loopback, else 127.0.0.1."
     )
