@@ -36,7 +36,8 @@ def error_table() -> str:
     rows = ["| code | HTTP | meaning |", "|---|---|---|"]
     for cls in all_error_classes():
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        rows.append(f"| `{cls.code}` | {cls.status} | {summary} |")
+        http = "CLI only (exit 1)" if cls.cli_only else cls.status
+        rows.append(f"| `{cls.code}` | {http} | {summary} |")
     return "\n".join(rows)
 
 

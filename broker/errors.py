@@ -38,6 +38,7 @@ class BrokerError(Exception):
 
     code: ClassVar[str] = "internal_error"
     status: ClassVar[int] = 500
+    cli_only: ClassVar[bool] = False  # raised only by commands: exit code 1, never an HTTP answer
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -144,6 +145,7 @@ class KeyStoreError(BrokerError):
     """The key store cannot be read or changed as asked."""
 
     code = "key_store_error"
+    cli_only = True
 
 
 class KeyNotFound(KeyStoreError):
@@ -168,14 +170,14 @@ class CredentialNotFound(BrokerError):
     """No live credential has that id or name."""
 
     code = "credential_not_found"
-    status = 404
+    cli_only = True
 
 
 class CredentialExists(BrokerError):
     """A live credential of that kind already has that name."""
 
     code = "credential_exists"
-    status = 409
+    cli_only = True
 
 
 class AuditUnavailable(BrokerError):
@@ -207,12 +209,14 @@ class IssuerNotConformant(BrokerError):
     """The broker's own discovery or JWKS would make AWS STS refuse every token; it won't start."""
 
     code = "issuer_not_conformant"
+    cli_only = True
 
 
 class VerifyFailed(BrokerError):
     """`verify` could not run the proof: no usable token, or the broker refused to mint."""
 
     code = "verify_failed"
+    cli_only = True
 
 
 def all_error_classes() -> list[type[BrokerError]]:
