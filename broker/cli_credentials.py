@@ -15,15 +15,23 @@ import click
 
 from broker import credentials, store
 from broker.cli_common import config_option, json_option, reports_errors, table, when
-from broker.config import MAX_ROTATION_GRACE, TAG_KEY, Settings, load_settings
+from broker.config import MAX_ROTATION_GRACE, TAG_KEY, ConfigError, Settings, load_settings
 from broker.errors import InvalidRequest
 from broker.sts_rules import tag_chars_ok
 
 
-def _connect(config_file: Path | None) -> tuple[sqlite3.Connection, Settings]:
+def _connect(
+    config_file: Path | None, *, create: bool = False
+) -> tuple[sqlite3.Connection, Settings]:
     from broker.files import private_dir
 
     settings = load_settings(config_file)
+    if not create and not store.exists(settings.data_dir):
+        # A wrong --config would otherwise quietly create and read an empty store.
+        raise ConfigError(
+            f"no broker database in {str(settings.data_dir)!r}: check --config / "
+            "BROKER_DATA_DIR (`credentials add` or `serve` creates it)"
+        )
     private_dir(settings.data_dir)
     return store.connect(settings.data_dir), settings
 
@@ -116,7 +124,7 @@ def add(
       test-broker credentials add --kind ci --name web --scope-pattern 'ci/web/pr-*/run-*' --json
       test-broker credentials add --kind dev --name alice --max-ttl 900
     """
-    conn, settings = _connect(config_file)
+    conn, settings = _connect(config_file, create=True)
     cap = settings.max_token_ttl_seconds
     now = int(time.time())
     if max_ttl is not None and not 60 <= max_ttl <= cap:

@@ -95,8 +95,15 @@ def _private_file(path: Path) -> None:
         os.close(fd)
 
 
+DB_FILE = "broker.sqlite3"
+
+
+def exists(data_dir: Path) -> bool:
+    return (data_dir / DB_FILE).is_file()
+
+
 def connect(data_dir: Path) -> sqlite3.Connection:
-    db = data_dir / "broker.sqlite3"
+    db = data_dir / DB_FILE
     # SQLite creates files 0644 (less the umask), and its -wal and -shm take the database
     # file's mode; so a 0600 database (an empty file is a valid one) keeps all three private.
     # Not os.umask: it is process-wide, and the audit thread connects while others run.

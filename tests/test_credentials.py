@@ -181,3 +181,17 @@ def test_audit_since_takes_unix_seconds_or_iso_only(tmp_path: Path, since: str) 
     assert result.exit_code == 1
     assert json.loads(result.output)["error"] == "invalid_request"
     assert not (tmp_path / "broker.sqlite3").exists()  # refused before touching the store
+
+
+@pytest.mark.parametrize(
+    "command", [["credentials", "list"], ["credentials", "revoke", "a"], ["audit"]]
+)
+def test_reading_a_store_that_does_not_exist_creates_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # e.g. a mistyped --config: listing an empty store would look like "no credentials".
+    data = tmp_path / "typo"
+    result = CliRunner().invoke(main, [*command, "--json"], env={"BROKER_DATA_DIR": str(data)})
+    assert result.exit_code == 2
+    assert "no broker database" in json.loads(result.output)["message"]
+    assert not data.exists()
