@@ -2,10 +2,10 @@
 
 The rules are :mod:`broker.sts_rules` and :mod:`broker.sts_rules_issuer` (their catalogue is
 :mod:`broker.sts_catalogue`), the code the minter runs;
-this module adds only what STS does around them: fetching discovery and JWKS (https, no
-redirects, a 5 s budget, JSON), verifying the signature with the JWK STS would pick, and ranking
-every finding in STS's evaluation order to predict its one answer. TLS inspection lives in
-:mod:`broker.tls_check`, trust-policy evaluation in :mod:`broker.trust_policy`.
+this module adds only what STS does around them: parsing the token, verifying its signature
+with the JWK STS would pick, and ranking every finding in STS's evaluation order to predict its
+one answer. Fetching the issuer's documents as STS does is :mod:`broker.issuer_fetch`, TLS
+inspection :mod:`broker.tls_check`, trust-policy evaluation :mod:`broker.trust_policy`.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ import base64
 import binascii
 import json
 import re
-import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker import sts_rules, trust_policy
-from broker.config import is_loopback_host
-from broker.discovery import DISCOVERY_PATH
+from broker.issuer_fetch import FETCH_BUDGET, fetch_issuer, tls_targets, verify_context
 from broker.sts_catalogue import (
     EC_ALGS,
     NOT_VALIDATED,
-    RETRIEVE_KEY,
     RSA_ALGS,
     RULES,
     Finding,
@@ -34,16 +31,8 @@ from broker.sts_catalogue import (
     reject,
     show,
 )
-from broker.sts_rules_issuer import check_discovery, check_issuer_url, check_jwks, split_url
+from broker.sts_rules_issuer import check_discovery, check_issuer_url, check_jwks
 
-if TYPE_CHECKING:
-    import ssl
-    from urllib.parse import SplitResult
-
-    import httpx
-
-FETCH_BUDGET = 5.0  # seconds STS allows for each fetch
-SLOW_SHARE = 0.2  # warn when a fetch takes more than this share of the budget
 NOT_A_JWT = "The ID Token provided is not a valid JWT"
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -111,10 +100,6 @@ def report(findings: Iterable[Finding], info: dict[str, Any], accepted: str) -> 
     return Report(outcome=code, message=message, findings=ordered, info=info)
 
 
-def warn(rule: str, detail: str, fix: str) -> Finding:
-    return Finding(rule=rule, severity=Severity.WARN, detail=detail, fix=fix)
-
-
 # -- the broker's own documents --------------------------------------------------------------
 
 
@@ -126,116 +111,6 @@ def self_check(discovery: Mapping[str, Any], jwks: Mapping[str, Any], issuer: st
 def is_fatal(finding: Finding) -> bool:
     """True when STS would refuse every token of this issuer, or private key material leaked."""
     return finding.severity is Severity.REJECT
-
-
-# -- fetching as STS does --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class IssuerDocs:
-    """What fetching an issuer produced: the documents STS would use (None if it cannot)."""
-
-    discovery: dict[str, Any] | None
-    jwks: dict[str, Any] | None
-    findings: list[Finding]
-    info: dict[str, Any]
-
-
-def _fetchable(parts: SplitResult) -> bool:
-    # Loopback http is the dev default; STS itself fetches https only.
-    return parts.scheme == "https" or (
-        parts.scheme == "http" and is_loopback_host(parts.hostname or "")
-    )
-
-
-def _fetch(
-    client: httpx.Client, url: str, what: str, budget: float, out: list[Finding]
-) -> tuple[dict[str, Any] | None, float]:
-    import httpx
-
-    rule = f"fetch.{what}"
-
-    def fail(detail: str, fix: str) -> tuple[None, float]:
-        out.append(reject(rule, detail, fix, RETRIEVE_KEY, "InvalidIdentityToken"))
-        return None, elapsed
-
-    elapsed = 0.0
-    parts = split_url(url)  # urlsplit raises on e.g. an unclosed IPv6 bracket
-    if parts is None:
-        return fail(f"{what} URL {url!r} is not a valid URL", "Publish a well-formed https URL.")
-    if not _fetchable(parts):
-        return fail(f"{what} URL {url!r} is not https", "Serve it over https on a public host.")
-    started = time.perf_counter()
-    try:
-        response = client.get(url)
-    except httpx.TimeoutException:
-        elapsed = time.perf_counter() - started
-        return fail(f"{url} gave no answer within {budget:g} s", "Answer STS in well under 5 s.")
-    except httpx.HTTPError as exc:
-        elapsed = time.perf_counter() - started
-        return fail(f"{url} failed: {exc}", "Serve it on a reachable host with a valid chain.")
-    except httpx.InvalidURL as exc:  # not an HTTPError: e.g. a NUL byte, or over 64k characters
-        return fail(f"{what} URL {show(url)} cannot be requested: {exc}", "Publish a valid URL.")
-    elapsed = round(time.perf_counter() - started, 3)
-    if response.is_redirect:
-        where = response.headers.get("location", "?")
-        detail = f"{url} redirects ({response.status_code}) to {where}: STS follows no redirects"
-        return fail(detail, "Serve the document at this exact URL.")
-    if response.status_code != 200:
-        return fail(f"{url} answered {response.status_code}", "Serve it publicly, without auth.")
-    if elapsed > budget:
-        return fail(f"{url} took {elapsed:.2f} s, over {budget:g} s", "Answer in well under 5 s.")
-    if elapsed > budget * SLOW_SHARE:
-        detail = f"{url} took {elapsed:.2f} s (STS gives up at {budget:g} s)"
-        out.append(warn("fetch.time", detail, "Serve the documents from precomputed bytes."))
-    try:
-        doc = response.json()
-    except (ValueError, RecursionError):  # not JSON, or nested too deep for json
-        doc = None
-    if not isinstance(doc, dict):
-        return fail(f"{url} did not answer a JSON object", "Serve the document as JSON.")
-    return doc, elapsed
-
-
-def fetch_issuer(
-    issuer: str, *, verify: ssl.SSLContext | bool = True, budget: float = FETCH_BUDGET
-) -> IssuerDocs:
-    """Fetch ``<issuer>/.well-known/openid-configuration`` then ``jwks_uri`` the way STS does."""
-    import httpx
-
-    out: list[Finding] = []
-    info: dict[str, Any] = {}
-    jwks: dict[str, Any] | None = None
-    headers = {"accept": "application/json", "user-agent": "test-broker-doctor"}
-    with httpx.Client(verify=verify, timeout=budget, follow_redirects=False, headers=headers) as c:
-        discovery, info["discovery_seconds"] = _fetch(
-            c, issuer + DISCOVERY_PATH, "discovery", budget, out
-        )
-        if discovery is None:
-            out += check_issuer_url(issuer)
-        else:
-            out += check_discovery(discovery, issuer=issuer)
-            jwks_uri = discovery.get("jwks_uri")
-            if isinstance(jwks_uri, str):  # otherwise discovery.jwks_uri has said why
-                jwks, info["jwks_seconds"] = _fetch(c, jwks_uri, "jwks", budget, out)
-    return IssuerDocs(discovery=discovery, jwks=jwks, findings=out, info=info)
-
-
-def tls_targets(issuer: str, discovery: Mapping[str, Any] | None) -> list[tuple[str, int]]:
-    """The distinct https endpoints STS connects to: the issuer's, then the JWKS host's."""
-    urls = [issuer, (discovery or {}).get("jwks_uri")]
-    targets: list[tuple[str, int]] = []
-    for url in urls:
-        parts = split_url(url)  # None for a non-string or unparsable URL: already a finding
-        if parts is None or parts.scheme != "https" or not parts.hostname:
-            continue
-        try:
-            target = (parts.hostname, parts.port or 443)
-        except ValueError:  # a port out of range: discovery.issuer_url says so
-            continue
-        if target not in targets:
-            targets.append(target)
-    return targets
 
 
 # -- the token -------------------------------------------------------------------------------
@@ -421,7 +296,7 @@ def diagnose(
     findings: list[Finding] = []
     info: dict[str, Any] = {}
     if jwks is None and provider is not None:
-        docs = fetch_issuer(provider, verify=_verify(ca_file), budget=budget)
+        docs = fetch_issuer(provider, verify=verify_context(ca_file), budget=budget)
         findings += docs.findings
         info.update(docs.info)
         jwks = docs.jwks
@@ -432,7 +307,7 @@ def diagnose(
             findings += tls_findings
             # --ca-file makes the fetch succeed where STS's would fail: say so.
             if ca_file is not None and tls_check.publicly_trusted(host, port) is False:
-                findings += private_ca(host, port)
+                findings += tls_check.private_ca(host, port)
         info["tls"] = endpoints
     if token is None:  # judge the JWKS for tokens of every key type
         findings += check_jwks(jwks) if jwks is not None else []
@@ -445,22 +320,3 @@ def diagnose(
         host_path = provider.split("://", 1)[-1]
         findings += trust_policy.evaluate(policy, parsed.claims, host_path=host_path)
     return report(findings, info, accepted="STS would accept this token")
-
-
-def private_ca(host: str, port: int) -> list[Finding]:
-    """The chain verifies only through --ca-file: STS, trusting public CAs, could not fetch."""
-    if is_loopback_host(host):  # a local test issuer uses a private CA by design
-        return []
-    detail = f"{host}:{port} is trusted only through --ca-file; STS trusts public CAs alone"
-    fix = "Serve a certificate from a public CA (e.g. Let's Encrypt) with the full chain."
-    return [reject("tls.trust", detail, fix, RETRIEVE_KEY, "InvalidIdentityToken")]
-
-
-def _verify(ca_file: Path | None) -> ssl.SSLContext | bool:
-    if ca_file is None:
-        return True
-    import ssl
-
-    ctx = ssl.create_default_context()  # public CAs, as STS uses, plus the given ones
-    ctx.load_verify_locations(cafile=str(ca_file))
-    return ctx

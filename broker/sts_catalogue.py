@@ -185,6 +185,11 @@ def reject(rule: str, detail: str, fix: str, message: str, code: str) -> Finding
     )
 
 
+def warn(rule: str, detail: str, fix: str) -> Finding:
+    """An advisory finding: it never changes STS's answer."""
+    return Finding(rule=rule, severity=Severity.WARN, detail=detail, fix=fix)
+
+
 def add_reject(out: list[Finding], rule: str, detail: str, fix: str, **values: object) -> None:
     message = MESSAGES[rule].format(**values)
     out.append(reject(rule, detail, fix, message, CODES.get(rule, "InvalidIdentityToken")))

@@ -25,10 +25,10 @@ from broker.sts_catalogue import (
     EC_ALGS,
     RSA_ALGS,
     Finding,
-    Severity,
     add_house,
     add_reject,
     show,
+    warn,
 )
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -75,13 +75,10 @@ def check_jwks(
         if n > cap and token_kty in (None, kty):  # observed: >100 RSA keys breaks RSA tokens only
             add_reject(out, "jwks.key_count", detail, fix)
         elif n > cap:
-            warning = Finding(rule="jwks.key_count", severity=Severity.WARN, detail=detail, fix=fix)
-            out.append(warning)
+            out.append(warn("jwks.key_count", detail, fix))
         elif n >= cap - _KEY_COUNT_MARGIN:
             detail = f"{n} {kty} keys, close to STS's cap of {cap}"
-            out.append(
-                Finding(rule="jwks.key_count", severity=Severity.WARN, detail=detail, fix=fix)
-            )
+            out.append(warn("jwks.key_count", detail, fix))
     return out
 
 

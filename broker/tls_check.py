@@ -26,7 +26,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
 
-from broker.sts_catalogue import Finding, Severity
+from broker.config import is_loopback_host
+from broker.sts_catalogue import RETRIEVE_KEY, Finding, reject, warn
 
 EXPIRY_WARNING_DAYS = 21
 _HANDSHAKE, _CHANGE_CIPHER_SPEC, _CERTIFICATE = 22, 20, 11
@@ -50,10 +51,6 @@ class Endpoint:
             "not_after": _not_after(self.chain[0]).isoformat() if self.chain else None,
             "thumbprint": self.thumbprint,
         }
-
-
-def _warn(rule: str, detail: str, fix: str) -> Finding:
-    return Finding(rule=rule, severity=Severity.WARN, detail=detail, fix=fix)
 
 
 def _not_after(cert: x509.Certificate) -> datetime:
@@ -176,12 +173,12 @@ def _check_chain(chain: Sequence[x509.Certificate], name: str, out: list[Finding
     fix = "Serve the full chain in order: leaf, then intermediates (e.g. fullchain.pem)."
     ders = [c.fingerprint(hashes.SHA256()) for c in chain]
     if len(set(ders)) != len(ders):
-        out.append(_warn("tls.chain", f"{name} serves a certificate twice", fix))
+        out.append(warn("tls.chain", f"{name} serves a certificate twice", fix))
     for i in range(len(chain) - 1):
         if not _issued_by(chain[i], chain[i + 1]):
             subject = chain[i + 1].subject.rfc4514_string()
             detail = f"{name}: certificate {i + 1} ({subject}) did not issue certificate {i}"
-            out.append(_warn("tls.chain", detail, fix))
+            out.append(warn("tls.chain", detail, fix))
 
 
 def _check_expiry(
@@ -196,7 +193,7 @@ def _check_expiry(
         detail = f"{name}: {subject} expires in {left:.1f} days"
     else:
         return
-    out.append(_warn("tls.expiry", detail, "Renew the certificate (check the ACME timer)."))
+    out.append(warn("tls.expiry", detail, "Renew the certificate (check the ACME timer)."))
 
 
 def inspect(
@@ -211,14 +208,14 @@ def inspect(
     except ssl.SSLError as exc:
         tls12 = False
         detail = f"{name} refuses TLS 1.2 ({exc.reason}): STS then trusts only thumbprints"
-        out.append(_warn("tls.version", detail, "Enable TLS 1.2 next to TLS 1.3."))
+        out.append(warn("tls.version", detail, "Enable TLS 1.2 next to TLS 1.3."))
         try:
             chain = _leaf_over_any_tls(host, port, timeout)
         except (OSError, ssl.SSLError) as err:
-            out.append(_warn("tls.handshake", f"{name}: {err}", "Serve TLS on this host."))
+            out.append(warn("tls.handshake", f"{name}: {err}", "Serve TLS on this host."))
             chain = []
     except OSError as exc:
-        out.append(_warn("tls.handshake", f"{name}: {exc}", "Serve TLS on this host."))
+        out.append(warn("tls.handshake", f"{name}: {exc}", "Serve TLS on this host."))
         chain = []
     thumbprint = None
     if chain:
@@ -228,3 +225,12 @@ def inspect(
         thumbprint = top.fingerprint(hashes.SHA1()).hex() if top else None  # noqa: S303 - IAM's own
     endpoint = Endpoint(host=host, port=port, tls12=tls12, chain=chain, thumbprint=thumbprint)
     return endpoint, out
+
+
+def private_ca(host: str, port: int) -> list[Finding]:
+    """The chain verifies only through --ca-file: STS, trusting public CAs, could not fetch."""
+    if is_loopback_host(host):  # a local test issuer uses a private CA by design
+        return []
+    detail = f"{host}:{port} is trusted only through --ca-file; STS trusts public CAs alone"
+    fix = "Serve a certificate from a public CA (e.g. Let's Encrypt) with the full chain."
+    return [reject("tls.trust", detail, fix, RETRIEVE_KEY, "InvalidIdentityToken")]

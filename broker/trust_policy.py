@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from broker.sts_catalogue import TAGS_CLAIM, Finding, Severity
+from broker.sts_catalogue import TAGS_CLAIM, Finding, Severity, warn
 
 WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
 TAG_SESSION = "sts:TagSession"
@@ -179,20 +179,16 @@ def _conditions(
                 why = f"{operator} on {key}: the key comes from the request, not the token"
             if warning is not None:
                 fix = 'Require the key with "Null": {"<key>": "false"} as well.'
-                out.append(_warn("trust.negated_missing", f"{name}: {warning}", fix))
+                out.append(warn("trust.negated_missing", f"{name}: {warning}", fix))
             if holds is None:
                 deny = st["Effect"] == "Deny"
                 detail = f"{name}: {why} (assumed {'not to match' if deny else 'to hold'})"
-                out.append(_warn("trust.unevaluated", detail, "Check this condition by hand."))
+                out.append(warn("trust.unevaluated", detail, "Check this condition by hand."))
                 if deny:
                     return operator, key
             elif not holds:
                 return operator, key
     return None
-
-
-def _warn(rule: str, detail: str, fix: str) -> Finding:
-    return Finding(rule=rule, severity=Severity.WARN, detail=detail, fix=fix)
 
 
 def _deny(rule: str, detail: str, fix: str) -> Finding:

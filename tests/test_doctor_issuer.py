@@ -73,7 +73,7 @@ def test_a_live_https_broker_passes_and_the_thumbprint_is_its_ca(
 
 
 def test_a_public_issuer_on_a_private_ca_is_what_sts_cannot_fetch() -> None:
-    [finding] = doctor.private_ca("oidc.example.com", 443)
+    [finding] = tls_check.private_ca("oidc.example.com", 443)
     assert (finding.severity, finding.sts_code) == (Severity.REJECT, "InvalidIdentityToken")
     assert finding.sts_message == RETRIEVE_KEY
     assert doctor.rank(finding) > doctor.rank(replace(finding, rule="tls.expiry"))
