@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.config import Settings
+from broker.sts_catalogue import TAGS_CLAIM
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -61,7 +62,7 @@ def discovery_document(settings: Settings) -> StaticDocument:
                 "exp",
                 "jti",
                 settings.scope_tag,
-                "https://aws.amazon.com/tags",
+                TAGS_CLAIM,
             ],
         }
     )

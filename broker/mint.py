@@ -14,12 +14,11 @@ from broker import sts_catalogue, sts_rules
 from broker.config import Settings
 from broker.errors import StsRuleViolation, TtlTooLong
 from broker.keyring import KeyRing
+from broker.sts_catalogue import ROLES_CLAIM, TAGS_CLAIM
 
 CallerKind = Literal["fed", "ci", "dev"]
-TAGS_CLAIM = "https://aws.amazon.com/tags"
-ROLES_CLAIM = "https://aws.amazon.com/roles"
 # SeaweedFS reads session tags only from this flat claim (shared/seaweedfs.md).
-SEAWEEDFS_TAGS_CLAIM = "https://aws.amazon.com/tags/principal_tags"
+SEAWEEDFS_TAGS_CLAIM = f"{TAGS_CLAIM}/principal_tags"
 
 
 @dataclass(frozen=True, kw_only=True)

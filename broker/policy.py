@@ -15,7 +15,8 @@ import copy
 from typing import Any, Literal
 
 from broker.config import ConfigError, Settings
-from broker.mint import ROLES_CLAIM, SEAWEEDFS_TAGS_CLAIM
+from broker.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.sts_catalogue import ROLES_CLAIM
 
 PolicyKind = Literal["trust", "role", "bucket"]
 Target = Literal["aws", "seaweedfs"]

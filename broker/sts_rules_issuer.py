@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from broker.config import is_loopback_host
 from broker.sts_catalogue import (
     ALLOWED_ALGS,
     EC_ALGS,
@@ -174,7 +174,7 @@ def check_discovery(doc: Mapping[str, Any], *, issuer: str) -> list[Finding]:
     jwks_uri = doc.get("jwks_uri")
     parts = split_url(jwks_uri)
     fix = "Serve the JWKS at an absolute https URL on a public host."
-    if parts is not None and parts.scheme == "http" and _is_loopback(parts.hostname):
+    if parts is not None and parts.scheme == "http" and is_loopback_host(parts.hostname or ""):
         detail = f"jwks_uri {jwks_uri!r} is loopback http: fine for local tests, STS needs https"
         add_house(out, "discovery.jwks_uri", detail, fix)
     elif parts is None or parts.scheme != "https" or not parts.hostname:
@@ -201,22 +201,13 @@ def split_url(url: Any) -> SplitResult | None:
         return None
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None or host == "localhost":
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_issuer_url(issuer: str) -> list[Finding]:
     """The provider URL's shape: what IAM registers and STS compares ``iss`` with."""
     out: list[Finding] = []
     parts = split_url(issuer) or urlsplit("")
     fix = "Use https://<lowercase host>[/path] with no port, query, fragment or trailing slash."
     # Loopback (http, or https with a test CA) is what config allows for local tests.
-    if parts.scheme in ("http", "https") and _is_loopback(parts.hostname):
+    if parts.scheme in ("http", "https") and is_loopback_host(parts.hostname or ""):
         detail = f"issuer {issuer!r} is loopback: fine for local tests, AWS cannot reach it"
         add_house(out, "discovery.issuer_url", detail, fix)
         return out

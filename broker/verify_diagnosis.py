@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
+from broker.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.sts_catalogue import TAGS_CLAIM
 
 if TYPE_CHECKING:  # verify imports this module at run time; the types only flow back
     from broker.verify import Step, Target

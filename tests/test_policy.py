@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from broker import policy
 from broker.cli import main
 from broker.config import ConfigError, Settings
-from broker.mint import ROLES_CLAIM, SEAWEEDFS_TAGS_CLAIM
+from broker.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.sts_catalogue import ROLES_CLAIM
 
 ISSUER = "https://oidc.example.com"
 AWS = {

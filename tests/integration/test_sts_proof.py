@@ -21,7 +21,8 @@ from joserfc.jwk import ECKey
 
 from broker.app import key_store
 from broker.cli import main
-from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
+from broker.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.sts_catalogue import TAGS_CLAIM
 from broker.verify import token_claims
 from tests.conftest import wait_until
 from tests.integration.conftest import VerifyRun, write_token

@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from broker.cli import main
-from broker.mint import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
+from broker.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.sts_catalogue import TAGS_CLAIM
 from broker.verify import Outcome, Step, Target
 from broker.verify_diagnosis import FOREIGN_STEPS, OWN_STEPS, diagnose, sts_cause
 
