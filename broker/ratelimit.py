@@ -36,8 +36,7 @@ class RateLimiter:
                 self._make_room(now)
             bucket = self._buckets[key] = _Bucket(float(self.burst), now)
         else:
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
-            bucket.at = now
+            bucket.tokens, bucket.at = self._level(bucket, now), now
         return bucket
 
     def __len__(self) -> int:
@@ -46,15 +45,16 @@ class RateLimiter:
     def _make_room(self, now: float) -> None:
         # Forget refilled buckets first: they hold no debt, so a flood of fresh addresses
         # cannot wipe the debt of the ones being limited.
-        for key in [k for k, b in self._buckets.items() if self._refilled(b, now)]:
+        for key in [k for k, b in self._buckets.items() if self._level(b, now) >= self.burst]:
             del self._buckets[key]
         # Everyone in debt: drop the oldest so that 10 % is free (amortised O(1) per key).
         excess = len(self._buckets) - self.max_keys * 9 // 10
         for key in list(itertools.islice(self._buckets, max(excess, 0))):
             del self._buckets[key]
 
-    def _refilled(self, bucket: _Bucket, now: float) -> bool:
-        return bucket.tokens + (now - bucket.at) * self.rate >= self.burst
+    def _level(self, bucket: _Bucket, now: float) -> float:
+        """Tokens in the bucket at ``now``: what it held plus the refill since, up to the burst."""
+        return min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
 
     def check(self, key: str, now: float) -> None:
         """Raise RateLimited if ``key`` has no token left; does not spend one."""
