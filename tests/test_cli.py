@@ -106,7 +106,9 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [["credentials", "list"], ["audit"]])
 def test_a_broken_store_is_one_line_not_a_traceback(tmp_path: Path, command: list[str]) -> None:
-    (tmp_path / "broker.sqlite3").write_bytes(b"this is not a database" * 100)
+    # written aside and renamed: only SQLite may open the database's own name (conftest.py)
+    (tmp_path / "garbage").write_bytes(b"this is not a database" * 100)
+    (tmp_path / "garbage").rename(tmp_path / "broker.sqlite3")
     env = {"BROKER_DATA_DIR": str(tmp_path)}
     result = CliRunner().invoke(main, [*command, "--json"], env=env)
     assert result.exit_code == 1

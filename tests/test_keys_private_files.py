@@ -123,3 +123,12 @@ def test_a_database_left_0644_by_an_older_version_is_tightened(tmp_path: Path) -
     conn = store.connect(tmp_path)
     conn.close()
     assert mode(db) == 0o600
+
+
+def test_opening_a_database_file_outside_sqlite_fails_the_tests(tmp_path: Path) -> None:
+    # The guard of tests/conftest.py: what makes a stray open()/close() of the store impossible
+    # to land (it would drop a live connection's locks; broker/store.py says why).
+    store.connect(tmp_path).close()
+    for name in store.DB_FILES:
+        with pytest.raises(RuntimeError, match="opened outside SQLite"):
+            (tmp_path / name).open("ab")
