@@ -215,6 +215,9 @@ def rotate(ref: str, grace: int | None, config_file: Path | None, as_json: bool)
 def audit(since: str | None, caller: str | None, config_file: Path | None, as_json: bool) -> None:
     """List mint records (successes and refusals).
 
+    Refusals before authentication (no caller known) are counted per client address and
+    minute; they follow the records (not with --caller, as they have none).
+
     \b
     Example:
       test-broker audit --since 2026-11-23T00:00:00Z --caller ci
@@ -223,8 +226,17 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
     conn, _ = _connect(config_file)
     with closing(conn):
         records = store.read_audit(conn, since=start, caller=caller)
+        refusals = [] if caller is not None else store.read_refusals(conn, since=start)
     if as_json:
-        click.echo(json.dumps({"records": [r._asdict() for r in records]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "records": [r._asdict() for r in records],
+                    "unauthenticated_refusals": [asdict(r) for r in refusals],
+                },
+                indent=2,
+            )
+        )
         return
     rows = [
         (
@@ -239,6 +251,10 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
         for r in records
     ]
     click.echo(table(("TIME", "KIND", "CALLER", "SCOPE", "JTI", "CLIENT", "RESULT"), rows))
+    if refusals:
+        click.echo("\nrefused before authentication (per client address and minute):")
+        counted = [(when(r.minute), r.client, r.error, r.count) for r in refusals]
+        click.echo(table(("MINUTE", "CLIENT", "ERROR", "COUNT"), counted))
 
 
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]+)?")

@@ -48,18 +48,13 @@ class MintApi:
     async def session_create(self, request: Request) -> Response:
         assert self.callers.federation is not None  # noqa: S101 - mounted only when enabled
         client = request.client.host if request.client else "-"
-        if self.limits:
-            self.per_address.check(client, time.monotonic())
         body = await json_body(
             request, SessionCreateBody, self.settings.max_body_bytes, optional=False
         )
-        if self.limits:  # again: attempts from this address may have failed during the await
-            self.per_address.check(client, time.monotonic())
         try:
             session = self.callers.federation.create_session(body.auth_token, self.clock())
         except Unauthorized:
-            if self.limits:
-                self.per_address.spend(client, time.monotonic())
+            self._failed_authentication(client)
             raise
         return JSONResponse({"session": session.bearer, "wallet": session.wallet})
 
@@ -68,7 +63,10 @@ class MintApi:
         try:
             result = await self._mint(request, attempt)
         except BrokerError as err:
-            self.audit.note(attempt.record(err.code))
+            if attempt.who is None:  # nobody to hold to account: counted, not recorded
+                self.audit.count_refusal(attempt.client, err.code, attempt.started)
+            else:
+                self.audit.note(attempt.record(err.code))
             self.metrics.mint_total.labels(attempt.kind, err.code).inc()
             raise
         # The token leaves only once its audit record is on disk.
@@ -94,22 +92,28 @@ class MintApi:
         )
 
     async def _mint(self, request: Request, attempt: _Attempt) -> MintResult:
-        if self.limits:
-            self.per_address.check(attempt.client, time.monotonic())
         now = self.clock()
         try:
-            # Nothing awaits between the check and the spend, so concurrent failures from one
-            # address cannot all pass the check before any of them is charged.
             attempt.who = self.callers.authenticate(bearer(request), now)
         except Unauthorized:
-            if self.limits:  # only failed authentication spends the address's budget
-                self.per_address.spend(attempt.client, time.monotonic())
+            self._failed_authentication(attempt.client)
             raise
         body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
-        if self.limits:
+        if self.limits:  # an authenticated caller spends its own bucket, never its address's
             self.per_caller.take(_limit_key(attempt.who, attempt.client), time.monotonic())
         attempt.request = self.callers.authorize(attempt.who, body.scope)
         return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
+
+    def _failed_authentication(self, client: str) -> None:
+        """Charge a failure to its address: 429 once the address has spent its failures.
+
+        Only failures are limited by address, so a flood of bad bearers from a shared address
+        (a NAT, a proxy, other jobs on the runner) never locks out a caller that authenticates.
+        Nothing awaits between the check and the spend, so concurrent failures from one address
+        cannot all pass the check before any of them is charged.
+        """
+        if self.limits:
+            self.per_address.take(client, time.monotonic())
 
 
 def _limit_key(who: Who, client: str) -> str:
@@ -144,4 +148,5 @@ class _Attempt:
             client=self.client,
             result=result,
             error=None if minted else result,
+            exp=minted.expiration if minted else None,
         )

@@ -52,22 +52,72 @@ def test_1000_concurrent_mints_have_1000_success_records(live_broker: StartBroke
     assert recorded == set(jtis)
 
 
+def refusal_rows(data: Path) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(data / "broker.sqlite3")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute("SELECT * FROM refusals ORDER BY minute, client, error").fetchall()
+    finally:
+        conn.close()
+
+
 def test_refusals_are_recorded_with_their_code(live_broker: StartBroker) -> None:
     broker = live_broker()
     broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": "Bearer fps_nope"})
     good = {"Authorization": f"Bearer {session(broker)}"}
     broker.client.post("/v1/mint-oidc-jwt", headers=good, json={"scope": "0xdeadbeef"})
-    broker.client.post("/v1/mint-oidc-jwt", headers=good)
+    minted = broker.client.post("/v1/mint-oidc-jwt", headers=good).json()
     # refusals are written without waiting; the success after them commits them too
     rows = audit_rows(broker.settings.data_dir)
     assert [(r["result"], r["caller_kind"]) for r in rows] == [
-        ("unauthorized", None),
         ("scope_not_allowed", "fed"),
         ("ok", "fed"),
     ]
-    assert rows[2]["kid"]
-    assert rows[2]["sub"].startswith("agentkeys:agent:0x")
+    assert rows[1]["kid"]
+    assert rows[1]["exp"] == minted["expiration"]
+    assert rows[1]["sub"].startswith("agentkeys:agent:0x")
     assert rows[0]["client"] == "127.0.0.1"
+    # before authentication there is nobody to hold to account: a count per address and minute
+    [(client, error, count)] = [
+        (r["client"], r["error"], r["count"]) for r in refusal_rows(broker.settings.data_dir)
+    ]
+    assert (client, error, count) == ("127.0.0.1", "unauthorized", 1)
+
+
+def test_a_flood_of_junk_bearers_adds_a_bounded_number_of_rows(live_broker: StartBroker) -> None:
+    broker = live_broker(unauth_burst=50, unauth_rate_per_second=1)
+    junk = 600
+
+    async def flood() -> list[int]:
+        async with httpx.AsyncClient(base_url=broker.url, timeout=10) as client:
+
+            async def worker(n: int) -> list[int]:
+                return [
+                    (
+                        await client.post(
+                            "/v1/mint-oidc-jwt", headers={"Authorization": "Bearer junk"}
+                        )
+                    ).status_code
+                    for _ in range(n)
+                ]
+
+            results = await asyncio.gather(*(worker(junk // 30) for _ in range(30)))
+            return [s for r in results for s in r]
+
+    statuses = asyncio.run(flood())
+    assert sorted(set(statuses)) == [401, 429]
+    # a success commits whatever was counted before it
+    broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {session(broker)}"})
+    data = broker.settings.data_dir
+    assert [r["result"] for r in audit_rows(data)] == ["ok"]
+    refusals = refusal_rows(data)
+    minutes = {r["minute"] for r in refusals}
+    assert len(refusals) <= 2 * len(minutes) <= 2 * 2  # (401, 429) per minute; the flood spans <= 2
+    assert sum(r["count"] for r in refusals) == junk
+    assert {(r["client"], r["error"]) for r in refusals} == {
+        ("127.0.0.1", "unauthorized"),
+        ("127.0.0.1", "rate_limited"),
+    }
 
 
 def test_audit_command_lists_and_filters(live_broker: StartBroker) -> None:

@@ -52,8 +52,31 @@ def test_failed_authentication_is_limited_per_address(live_broker: StartBroker) 
     bad = {"Authorization": "Bearer fps_guess"}
     statuses = [broker.client.post(MINT, headers=bad).status_code for _ in range(6)]
     assert statuses == [401] * 5 + [429]
-    bearer_resp = broker.client.post("/session/create", json={"auth_token": "x"})
-    assert bearer_resp.status_code == 429  # the same address, still cooling down
+    refused = broker.client.post("/session/create", json={"auth_token": "invalid"})
+    assert refused.status_code == 429  # the same address, still cooling down
+
+
+def test_bad_bearers_from_an_address_do_not_lock_out_callers_that_authenticate(
+    live_broker: StartBroker,
+) -> None:
+    # A NAT, a proxy without trusted_proxies, other jobs on the runner: one address, many callers.
+    broker = live_broker(
+        credential_minting=True, unauth_burst=2, unauth_rate_per_second=0.01, mint_burst=40
+    )
+    ci = cli(
+        broker.settings.data_dir,
+        "credentials", "add", "--kind", "ci", "--name", "web", "--scope-pattern", "ci/web/run-*",
+    )  # fmt: skip
+    bad = {"Authorization": "Bearer otb_ci_000000000000_guess"}
+    statuses = []
+    for i in range(20):
+        flood = [broker.client.post(MINT, headers=bad).status_code for _ in range(10)]
+        assert set(flood) <= {401, 429}
+        statuses.append(mint(broker, str(ci["secret"]), scope=f"ci/web/run-{i}").status_code)
+    assert statuses == [200] * 20
+    session = broker.client.post("/session/create", json={"auth_token": "x"})
+    assert session.status_code == 200
+    assert mint(broker, session.json()["session"]).status_code == 200
 
 
 def test_discovery_and_jwks_are_never_limited(live_broker: StartBroker) -> None:
