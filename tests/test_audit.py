@@ -174,3 +174,26 @@ def test_sigkill_mid_load_loses_no_record_of_a_delivered_token(tmp_path: Path) -
     missing = set(received) - recorded
     assert received
     assert missing == set()
+
+
+def test_refusals_from_many_addresses_count_under_star_past_the_bound(
+    live_broker: StartBroker,
+) -> None:
+    from broker.audit import MAX_REFUSAL_CLIENTS
+
+    broker = live_broker(trusted_proxies=["127.0.0.1"])
+    addresses = [f"10.0.{i // 200}.{i % 200}" for i in range(MAX_REFUSAL_CLIENTS + 40)]
+    for address in addresses:
+        broker.client.post(
+            "/v1/mint-oidc-jwt",
+            headers={"Authorization": "Bearer junk", "X-Forwarded-For": address},
+        )
+    broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {session(broker)}"})
+    refusals = refusal_rows(broker.settings.data_dir)
+    per_minute: dict[int, set[str]] = {}
+    for r in refusals:
+        per_minute.setdefault(r["minute"], set()).add(r["client"])
+    assert all(len(clients) <= MAX_REFUSAL_CLIENTS + 1 for clients in per_minute.values())
+    if len(per_minute) == 1:  # else the requests straddled a minute and may each fit the bound
+        assert "*" in next(iter(per_minute.values()))
+    assert sum(r["count"] for r in refusals) == len(addresses)
