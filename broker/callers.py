@@ -57,6 +57,7 @@ class Callers:
             return MintRequest(
                 kind="fed", caller_id=who.caller_id, scope=who.caller_id, max_ttl=self._max_ttl
             )
+        caller.check_intact()
         if scope is None:
             if caller.kind == "ci":
                 raise ScopeMalformed(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from broker import store
-from broker.errors import CredentialExists, CredentialNotFound, Unauthorized
+from broker.errors import CredentialDamaged, CredentialExists, CredentialNotFound, Unauthorized
 from broker.scopes import Allowance, allowance_for
 
 SECRET_PREFIX = "otb_"  # noqa: S105 - a prefix, not a secret
@@ -37,10 +37,21 @@ class Caller:
     allowance: Allowance
     max_ttl: int
     extra_tags: Mapping[str, str]
+    # Its row was damaged outside the CLI: it authenticates (so the refusal is recorded against
+    # it) but may mint nothing until an operator replaces it.
+    damaged: bool = False
 
     @property
     def home(self) -> str:
         return f"{self.kind}/{self.name}"
+
+    def check_intact(self) -> None:
+        if self.damaged:
+            raise CredentialDamaged(
+                f"credential {self.id} is damaged in the store (its extra tags are not a JSON "
+                "object of strings); an operator must replace it: "
+                f"`test-broker credentials revoke {self.id}`, then add it again"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +78,7 @@ class CredentialInfo:
             name=row.name,
             scope_pattern=row.scope_pattern,
             max_ttl=row.max_ttl,
-            extra_tags=json.loads(row.extra_tags),
+            extra_tags=_extra_tags(row.extra_tags) or {},
             created_at=row.created_at,
             expires_at=row.expires_at,
             revoked_at=row.revoked_at,
@@ -96,30 +107,46 @@ def is_credential_bearer(bearer: str) -> bool:
 
 
 def authenticate(conn: sqlite3.Connection, bearer: str, now: int) -> Caller:
-    """The caller a secret belongs to; one Unauthorized for every way it can be wrong."""
+    """The caller a secret belongs to; one Unauthorized for every way it can be wrong.
+
+    An unknown id, an unparsable bearer and a wrong secret do the same work: a decoy row stands
+    in for a missing one (store.lookup_credential) and every check runs on whatever was found.
+    """
     parsed = _parse(bearer)
-    row = store.get_credential(conn, parsed[1]) if parsed else None
+    kind, cred_id = parsed if parsed else ("", "")
+    row = store.lookup_credential(conn, cred_id)
     digest = _digest(bearer)
-    # Both comparisons always run, against a dummy when there is nothing to compare with.
-    current_ok = hmac.compare_digest(digest, row.secret_hash if row else _DUMMY)
-    previous_ok = hmac.compare_digest(digest, (row.previous_hash if row else None) or _DUMMY)
-    if row is None or parsed is None or row.kind != parsed[0]:
-        raise Unauthorized()
+    current_ok = hmac.compare_digest(digest, row.secret_hash)
+    previous_ok = hmac.compare_digest(digest, row.previous_hash or _DUMMY)
     in_grace = (
         previous_ok and row.previous_valid_until is not None and now < row.previous_valid_until
     )
     live = row.revoked_at is None and (row.expires_at is None or now < row.expires_at)
-    if not (live and (current_ok or in_grace)):
+    # A decoy's kind is "", which no parsed bearer carries.
+    if not (row.kind == kind and live and (current_ok or in_grace)):
         raise Unauthorized()
-    kind: Kind = "ci" if row.kind == "ci" else "dev"
     return Caller(
-        kind=kind,
+        kind="ci" if row.kind == "ci" else "dev",
         id=row.id,
         name=row.name,
         allowance=Allowance(row.scope_pattern),
         max_ttl=row.max_ttl,
-        extra_tags=json.loads(row.extra_tags),
+        extra_tags=_extra_tags(row.extra_tags) or {},
+        damaged=_extra_tags(row.extra_tags) is None,
     )
+
+
+def _extra_tags(text: str) -> dict[str, str] | None:
+    """A credential's fixed tags, or None if the row was damaged outside the CLI."""
+    try:
+        tags = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(tags, dict):
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        return None
+    return tags
 
 
 def add(

@@ -6,7 +6,8 @@
     │   ├── InvalidRequest           invalid_request         400
     │   │   └── ScopeMalformed       scope_malformed         400
     │   ├── StsRuleViolation         sts_rule_violation      400
-    │   └── TtlTooLong               ttl_too_long            400
+    │   ├── TtlTooLong               ttl_too_long            400
+    │   └── ClientDisconnected       client_disconnected     400
     ├── Unauthorized                 unauthorized            401
     ├── ScopeNotAllowed              scope_not_allowed       403
     ├── NotFound                     not_found               404
@@ -17,6 +18,8 @@
     ├── CredentialNotFound           credential_not_found    404
     ├── CredentialExists             credential_exists       409
     ├── AuditUnavailable             audit_unavailable       503
+    ├── StoreUnavailable             store_unavailable       503
+    │   └── CredentialDamaged        credential_damaged      503
     ├── RateLimited                  rate_limited            429
     ├── IssuerNotConformant          issuer_not_conformant   (serve refuses to start)
     ├── VerifyFailed                 verify_failed           (CLI only)
@@ -192,6 +195,12 @@ class StoreUnavailable(BrokerError):
 
     code = "store_unavailable"
     status = 503
+
+
+class CredentialDamaged(StoreUnavailable):
+    """The caller's credential row was damaged outside the CLI; an operator must replace it."""
+
+    code = "credential_damaged"
 
 
 class RateLimited(BrokerError):

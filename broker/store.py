@@ -204,6 +204,41 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+# What an unknown id finds: no kind matches it, so nothing authenticates against it.
+DECOY = CredentialRow(
+    id="",
+    kind="",
+    name="",
+    secret_hash=bytes(32),
+    previous_hash=None,
+    previous_valid_until=None,
+    scope_pattern="",
+    max_ttl=0,
+    extra_tags="{}",
+    created_at=0,
+    expires_at=None,
+    revoked_at=0,
+    last_used_at=None,
+)
+_DECOY_MARKS = ", ".join("?" for _ in fields(CredentialRow))
+_DECOY_VALUES = tuple(getattr(DECOY, f.name) for f in fields(CredentialRow))
+
+
+def lookup_credential(conn: sqlite3.Connection, cred_id: str) -> CredentialRow:
+    """The row of ``cred_id``, or ``DECOY``, by the same work either way.
+
+    One statement returns exactly one row in both cases, built by the same code, so the time an
+    authentication takes does not tell whether the id exists.
+    """
+    found = conn.execute(
+        f"SELECT {_CRED_COLUMNS} FROM credentials WHERE id = ? "
+        f"UNION ALL SELECT {_DECOY_MARKS} "
+        "WHERE NOT EXISTS (SELECT 1 FROM credentials WHERE id = ?)",
+        (cred_id, *_DECOY_VALUES, cred_id),
+    ).fetchone()
+    return CredentialRow(*found)
+
+
 def get_credential(conn: sqlite3.Connection, cred_id: str) -> CredentialRow | None:
     row = conn.execute(f"SELECT {_CRED_COLUMNS} FROM credentials WHERE id = ?", (cred_id,))
     found = row.fetchone()

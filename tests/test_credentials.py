@@ -6,9 +6,11 @@ import json
 import re
 import sqlite3
 import subprocess
+import sys
 import time
 from contextlib import closing
 from pathlib import Path
+from types import FrameType
 
 import pytest
 from click.testing import CliRunner
@@ -196,3 +198,69 @@ def test_reading_a_store_that_does_not_exist_creates_nothing(
     assert result.exit_code == 2
     assert "no broker database" in json.loads(result.output)["message"]
     assert not data.exists()
+
+
+def test_unknown_id_and_wrong_secret_do_the_same_work(tmp_path: Path) -> None:
+    # Timing belongs to bench/auth_timing.py; here: both 401 paths make the very same calls
+    # (Python and C functions, in order) and run the same SQL, so neither can be told apart.
+    with closing(store.connect(tmp_path)) as conn:
+        _, secret = credentials.add(
+            conn,
+            kind="ci",
+            name="web",
+            scope_pattern=None,
+            max_ttl=900,
+            extra_tags={},
+            expires_at=None,
+            now=int(time.time()),
+        )
+        _, _, cred_id, random_part = secret.split("_", 3)
+        bearers = {
+            "unknown": f"otb_ci_{'0' * 12}_{random_part}",
+            "wrong": f"otb_ci_{cred_id}_{'A' * len(random_part)}",
+        }
+        work: dict[str, tuple[list[str], list[str]]] = {}
+        for name, bearer in bearers.items():
+            calls: list[str] = []
+            statements: list[str] = []
+
+            def profile(
+                frame: FrameType, event: str, arg: object, calls: list[str] = calls
+            ) -> None:
+                if event in ("call", "c_call"):
+                    calls.append(getattr(arg, "__qualname__", "") or frame.f_code.co_qualname)
+
+            conn.set_trace_callback(statements.append)
+            sys.setprofile(profile)
+            try:
+                credentials.authenticate(conn, bearer, int(time.time()))
+            except credentials.Unauthorized:
+                pass
+            finally:
+                sys.setprofile(None)
+                conn.set_trace_callback(None)
+            sql = [s.replace(cred_id, "ID").replace("0" * 12, "ID") for s in statements]
+            work[name] = (calls, sql)
+        assert work["unknown"] == work["wrong"]
+        assert "lookup_credential" in work["wrong"][0]
+
+
+def test_a_credential_damaged_outside_the_cli_is_refused_and_recorded(broker: LiveBroker) -> None:
+    data = broker.settings.data_dir
+    added = cli(data, "credentials", "add", "--kind", "dev", "--name", "alice")
+    with closing(sqlite3.connect(data / "broker.sqlite3")) as conn:
+        conn.execute("UPDATE credentials SET extra_tags = 'not json' WHERE id = ?", (added["id"],))
+        conn.commit()
+    refused = mint(broker, str(added["secret"]))
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "credential_damaged"
+    assert f"credentials revoke {added['id']}" in refused.json()["message"]
+    listed = cli(data, "credentials", "list")["credentials"]
+    assert [c["id"] for c in listed] == [added["id"]]  # type: ignore[index]
+    ok = mint(
+        broker, str(cli(data, "credentials", "add", "--kind", "dev", "--name", "bob")["secret"])
+    )
+    assert ok.status_code == 200  # commits the refusal's record too
+    with closing(sqlite3.connect(data / "broker.sqlite3")) as conn:
+        rows = conn.execute("SELECT caller_id, result FROM audit ORDER BY seq").fetchall()
+    assert rows[0] == (added["id"], "credential_damaged")
