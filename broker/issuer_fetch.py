@@ -103,6 +103,10 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
     return bytes(body)
 
 
+def _host(url: httpx.URL) -> str:
+    return url.raw_host.decode("ascii")  # IDNA-encoded, as DNS and SNI take it
+
+
 async def _download(
     url: httpx.URL,
     addresses: Sequence[IPAddress],
@@ -119,14 +123,12 @@ async def _download(
             verify=verify, timeout=seconds, follow_redirects=False, trust_env=False
         ) as client,
     ):
+        # Connect to the vetted address; Host, SNI and the certificate check keep the name (for
+        # an IP literal these equal what httpx would send anyway).
+        headers = {**_HEADERS, "host": url.netloc.decode("ascii")}
+        extensions = {"sni_hostname": _host(url)}
         for i, ip in enumerate(addresses):
-            headers = dict(_HEADERS)
-            extensions: dict[str, Any] = {}
-            target = url
-            if url.host != str(ip):  # a name: connect to the vetted address, keep the name
-                target = url.copy_with(host=str(ip))
-                headers["host"] = url.netloc.decode("ascii")
-                extensions["sni_hostname"] = url.host
+            target = url.copy_with(host=str(ip))
             try:
                 async with client.stream(
                     "GET", target, headers=headers, extensions=extensions
@@ -171,7 +173,7 @@ def _fetch(
     started = time.perf_counter()
     try:
         port = target.port or (443 if target.scheme == "https" else 80)
-        addresses = guard.vet(target.host, port, within=budget)
+        addresses = guard.vet(_host(target), port, within=budget)
         left = budget - (time.perf_counter() - started)
         answer = asyncio.run(
             _download(target, addresses, verify=verify, seconds=left, cap=MAX_DOCUMENT_BYTES)
