@@ -85,7 +85,8 @@ def doctor(
 
     Prints every finding with the error STS would answer and the fix, then the outcome to expect.
     Exits 1 exactly when STS would reject. Only the issuer's own discovery, JWKS and TLS endpoint
-    are contacted; with --jwks nothing is.
+    are contacted, at public addresses only (loopback too for a loopback issuer), 5 s and 1 MiB
+    at most each; with --jwks nothing is.
 
     \b
     Examples:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from broker import sts_rules, trust_policy
+from broker.fetch_guard import Guard, Resolver
 from broker.issuer_fetch import FETCH_BUDGET, fetch_issuer, tls_targets, verify_context
 from broker.sts_catalogue import (
     EC_ALGS,
@@ -282,11 +283,14 @@ def diagnose(
     ca_file: Path | None = None,
     now: int,
     budget: float = FETCH_BUDGET,
+    resolver: Resolver | None = None,
 ) -> Report:
     """Everything ``test-broker doctor`` checks; network only to fetch the issuer's documents.
 
     With ``jwks`` given nothing is fetched. The issuer defaults to the token's ``iss``. ``policy``
     (a parsed trust policy) needs a token; it raises ``trust_policy.PolicyError`` if malformed.
+    Every connection goes only where STS could reach (:mod:`broker.fetch_guard`); ``resolver``
+    replaces ``getaddrinfo`` for tests.
     """
     from broker import tls_check
 
@@ -296,17 +300,23 @@ def diagnose(
     findings: list[Finding] = []
     info: dict[str, Any] = {}
     if jwks is None and provider is not None:
-        docs = fetch_issuer(provider, verify=verify_context(ca_file), budget=budget)
+        guard = Guard.for_issuer(provider, resolver)
+        docs = fetch_issuer(provider, verify=verify_context(ca_file), budget=budget, guard=guard)
         findings += docs.findings
         info.update(docs.info)
         jwks = docs.jwks
         endpoints = []
         for host, port in tls_targets(provider, docs.discovery):
-            endpoint, tls_findings = tls_check.inspect(host, port, now=now, ca_file=ca_file)
+            endpoint, tls_findings = tls_check.inspect(
+                host, port, now=now, ca_file=ca_file, timeout=budget, guard=guard
+            )
             endpoints.append(endpoint.describe())
             findings += tls_findings
             # --ca-file makes the fetch succeed where STS's would fail: say so.
-            if ca_file is not None and tls_check.publicly_trusted(host, port) is False:
+            if (
+                ca_file is not None
+                and tls_check.publicly_trusted(host, port, timeout=budget, guard=guard) is False
+            ):
                 findings += tls_check.private_ca(host, port)
         info["tls"] = endpoints
     if token is None:  # judge the JWKS for tokens of every key type

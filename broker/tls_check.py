@@ -8,12 +8,17 @@ Python 3.11's ``ssl`` does not expose the served chain, but a TLS 1.2 server sen
 Certificate message in the clear: the handshake runs over memory BIOs and the server's bytes are
 read as TLS records on the way through. No validation happens here (the fetch does that); this
 module only reports what is served.
+
+Each connection has one deadline for connect and handshake together (a socket timeout alone is
+per read, and a server can drip its handshake), and with a :class:`~broker.fetch_guard.Guard`
+(``doctor``) goes only to a vetted address, as the fetch does.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
 
 from broker.config import is_loopback_host
+from broker.fetch_guard import Guard, remaining
 from broker.sts_catalogue import RETRIEVE_KEY, Finding, reject, warn
 
 EXPIRY_WARNING_DAYS = 21
@@ -57,7 +63,13 @@ def _not_after(cert: x509.Certificate) -> datetime:
     return cert.not_valid_after_utc
 
 
-def _tls12_handshake(host: str, port: int, timeout: float) -> bytes:
+def _connect(host: str, port: int, deadline: float, guard: Guard | None) -> socket.socket:
+    if guard is not None:
+        return guard.connect(host, port, deadline=deadline)
+    return socket.create_connection((host, port), timeout=remaining(deadline))
+
+
+def _tls12_handshake(host: str, port: int, timeout: float, guard: Guard | None = None) -> bytes:
     """The server's raw bytes of a TLS 1.2 handshake (raises ssl.SSLError if 1.2 is refused)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -66,13 +78,15 @@ def _tls12_handshake(host: str, port: int, timeout: float) -> bytes:
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname=host)
     received = bytearray()
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    deadline = time.monotonic() + timeout
+    with _connect(host, port, deadline, guard) as sock:
         while True:
             try:
                 tls.do_handshake()
                 break
             except ssl.SSLWantReadError:
                 sock.sendall(outgoing.read())
+                sock.settimeout(remaining(deadline))
                 data = sock.recv(65536)
                 if not data:
                     raise ConnectionError(
@@ -116,16 +130,27 @@ def served_chain(stream: bytes) -> list[x509.Certificate]:
     return []
 
 
-def _leaf_over_any_tls(host: str, port: int, timeout: float) -> list[x509.Certificate]:
+def _leaf_over_any_tls(
+    host: str, port: int, timeout: float, guard: Guard | None = None
+) -> list[x509.Certificate]:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # inspection only, as above
+    deadline = time.monotonic() + timeout
     with (
-        socket.create_connection((host, port), timeout=timeout) as sock,
-        ctx.wrap_socket(sock, server_hostname=host) as tls,
+        _connect(host, port, deadline, guard) as sock,
+        _handshake(ctx, sock, host, deadline) as tls,
     ):
         der = tls.getpeercert(binary_form=True)
     return [x509.load_der_x509_certificate(der)] if der else []
+
+
+def _handshake(
+    ctx: ssl.SSLContext, sock: socket.socket, host: str, deadline: float
+) -> ssl.SSLSocket:
+    # CPython bounds a whole blocking handshake by the socket's timeout, not each read.
+    sock.settimeout(remaining(deadline))
+    return ctx.wrap_socket(sock, server_hostname=host)
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
@@ -136,14 +161,17 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def publicly_trusted(host: str, port: int, timeout: float = 5.0) -> bool | None:
+def publicly_trusted(
+    host: str, port: int, timeout: float = 5.0, guard: Guard | None = None
+) -> bool | None:
     """Does the served chain verify against public CAs alone, as STS does? None: no answer."""
     import certifi
 
     ctx = ssl.create_default_context(cafile=certifi.where())
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            ctx.wrap_socket(sock, server_hostname=host).close()
+        with _connect(host, port, deadline, guard) as sock:
+            _handshake(ctx, sock, host, deadline).close()
     except ssl.SSLCertVerificationError:
         return False
     except OSError:  # refused, reset, timed out: tls.handshake reports that
@@ -197,20 +225,29 @@ def _check_expiry(
 
 
 def inspect(
-    host: str, port: int, *, now: int, ca_file: Path | None = None, timeout: float = 5.0
+    host: str,
+    port: int,
+    *,
+    now: int,
+    ca_file: Path | None = None,
+    timeout: float = 5.0,
+    guard: Guard | None = None,
 ) -> tuple[Endpoint, list[Finding]]:
-    """Handshake with the endpoint as STS would, and report what it serves."""
+    """Handshake with the endpoint as STS would, and report what it serves.
+
+    ``timeout`` bounds each connection as a whole; ``guard`` limits where it may go.
+    """
     name = f"{host}:{port}"
     out: list[Finding] = []
     tls12 = True
     try:
-        chain = served_chain(_tls12_handshake(host, port, timeout))
+        chain = served_chain(_tls12_handshake(host, port, timeout, guard))
     except ssl.SSLError as exc:
         tls12 = False
         detail = f"{name} refuses TLS 1.2 ({exc.reason}): STS then trusts only thumbprints"
         out.append(warn("tls.version", detail, "Enable TLS 1.2 next to TLS 1.3."))
         try:
-            chain = _leaf_over_any_tls(host, port, timeout)
+            chain = _leaf_over_any_tls(host, port, timeout, guard)
         except (OSError, ssl.SSLError) as err:
             out.append(warn("tls.handshake", f"{name}: {err}", "Serve TLS on this host."))
             chain = []

@@ -1,9 +1,15 @@
-"""A tiny https issuer serving crafted documents, for the issuer breakage a real broker never shows."""
+"""Crafted issuers for the breakage a real broker never shows.
+
+``crafted_issuer``: a tiny https issuer serving crafted documents. ``hostile_server``: a raw
+loopback TCP server whose answers (dripping, bombs) no well-behaved HTTP server would give.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import socketserver
 import ssl
 import threading
 import time
@@ -55,13 +61,15 @@ def crafted_issuer(
     docs_for: Callable[[str], dict[str, Doc]],
     *,
     tls13_only: bool = False,
+    host: str = "127.0.0.1",
 ) -> Iterator[str]:
     """Serve ``docs_for(issuer_url)`` over https on a free loopback port; yields the issuer URL.
 
     ``chain_pem`` is the private key followed by the certificates in the order to serve them.
+    ``host`` names the issuer URL (e.g. ``localhost``); the server listens on 127.0.0.1.
     """
     server = _Server(("127.0.0.1", 0), _Handler)
-    url = f"https://127.0.0.1:{server.server_address[1]}"
+    url = f"https://{host}:{server.server_address[1]}"
     server.docs = docs_for(url)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with trustme.Blob(chain_pem).tempfile() as path:
@@ -92,3 +100,61 @@ def standard_docs(issuer: str, jwks: Any) -> dict[str, Doc]:
         "/.well-known/openid-configuration": Doc(discovery),
         "/.well-known/jwks.json": Doc(jwks),
     }
+
+
+@dataclass
+class Hostile:
+    """What a :func:`hostile_server` saw; ``stop`` is set when the test is done with it."""
+
+    port: int
+    connections: list[Any] = field(default_factory=list)  # peer addresses, one per connection
+    heads: list[bytes] = field(default_factory=list)  # request heads read by read_head
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def read_head(self, conn: socket.socket) -> bytes:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(4096)
+            if not data:
+                break
+            head += data
+        self.heads.append(head)
+        return head
+
+
+Respond = Callable[[socket.socket, Hostile], None]
+
+
+class _RawServer(socketserver.ThreadingTCPServer):
+    block_on_close = True  # server_close() joins every handler: nothing outlives the test
+    hostile: Hostile
+    respond: Respond
+
+
+class _RawHandler(socketserver.BaseRequestHandler):
+    server: _RawServer
+
+    def handle(self) -> None:
+        self.server.hostile.connections.append(self.client_address)
+        with contextlib.suppress(OSError):  # the client hung up, as a bounded client does
+            self.server.respond(self.request, self.server.hostile)
+
+
+@contextlib.contextmanager
+def hostile_server(respond: Respond) -> Iterator[Hostile]:
+    """Hand every connection to a free loopback port to ``respond``; yields what it saw.
+
+    ``respond`` must return soon after ``hostile.stop`` is set (pace with ``stop.wait``).
+    """
+    server = _RawServer(("127.0.0.1", 0), _RawHandler)
+    server.hostile = Hostile(port=server.server_address[1])
+    server.respond = respond
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.hostile
+    finally:
+        server.hostile.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

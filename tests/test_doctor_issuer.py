@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import copy
 import datetime
+import gzip
+import ipaddress
 import json
+import socket
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,9 +26,10 @@ from broker import doctor, tls_check
 from broker.app import Broker
 from broker.cli import main
 from broker.config import Settings
-from broker.sts_catalogue import NOT_VALIDATED, RETRIEVE_KEY, Severity
+from broker.issuer_fetch import MAX_DOCUMENT_BYTES
+from broker.sts_catalogue import NOT_VALIDATED, RETRIEVE_KEY, Finding, Severity
 from tests.conftest import StartBroker
-from tests.doctor_fixtures import Doc, crafted_issuer, standard_docs
+from tests.doctor_fixtures import Doc, Hostile, crafted_issuer, hostile_server, standard_docs
 from tests.negative_tokens import Signer
 
 SIGNER = Signer()
@@ -162,6 +168,24 @@ CRAFTED: list[tuple[str, Docs, str, str]] = [
         RETRIEVE_KEY,
     ),
     (
+        "jwks over the size cap",
+        lambda url: (
+            standard_docs(url, None)
+            | {"/.well-known/jwks.json": Doc(b" " * MAX_DOCUMENT_BYTES + b"{}")}
+        ),
+        "fetch.jwks",
+        RETRIEVE_KEY,
+    ),
+    (
+        "jwks in an encoding doctor did not offer",
+        lambda url: (
+            standard_docs(url, None)
+            | {"/.well-known/jwks.json": Doc(b"{}", headers={"content-encoding": "br"})}
+        ),
+        "fetch.jwks",
+        RETRIEVE_KEY,
+    ),
+    (
         "jwks behind auth",
         lambda url: standard_docs(url, None) | {"/.well-known/jwks.json": Doc({}, status=401)},
         "fetch.jwks",
@@ -254,6 +278,223 @@ def test_an_unparsable_jwks_uri_is_a_fetch_failure(leaf_pem: bytes, ca_file: Pat
     assert len(result.info["tls"]) == 1  # the issuer's endpoint; the broken URL is skipped
 
 
+# -- bounded and guarded fetches (issue 9, point 5) ----------------------------------------------
+
+
+@pytest.fixture
+def outbound(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Every TCP connect and system name lookup this process makes during the test.
+
+    A connect to anything but loopback fails the test on the spot instead of leaving the machine.
+    """
+    seen: dict[str, list[Any]] = {"connect": [], "getaddrinfo": []}
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        seen["connect"].append(address[:2])
+        assert ipaddress.ip_address(address[0]).is_loopback, f"connect to {address}"
+        real_connect(sock, address)
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        seen["getaddrinfo"].append(host)
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return seen
+
+
+def diagnose_with(issuer: str, resolver: Any, **kwargs: Any) -> doctor.Report:
+    return doctor.diagnose(
+        issuer=issuer, token=None, now=int(time.time()), resolver=resolver, **kwargs
+    )
+
+
+def _fetch_finding(result: doctor.Report, what: str = "discovery") -> Finding:
+    [finding] = [f for f in result.findings if f.rule == f"fetch.{what}"]
+    assert (finding.sts_code, finding.sts_message) == ("InvalidIdentityToken", RETRIEVE_KEY)
+    return finding
+
+
+def _answer_404(conn: socket.socket, hostile: Hostile) -> None:
+    hostile.read_head(conn)
+    conn.sendall(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+
+
+def _drip(
+    head: bytes, byte: bytes, *, http: bool = True
+) -> Callable[[socket.socket, Hostile], None]:
+    def respond(conn: socket.socket, hostile: Hostile) -> None:
+        if http:
+            hostile.read_head(conn)
+        conn.sendall(head)
+        # One byte every 0.1 s (simulated hostility, not synchronisation): each read answers
+        # long before a per-read timeout; at most 30 s so a regression fails instead of hanging.
+        for _ in range(300):
+            if hostile.stop.wait(0.1):
+                return
+            conn.sendall(byte)
+
+    return respond
+
+
+@pytest.mark.parametrize(
+    ("label", "respond"),
+    [
+        ("headers", _drip(b"HTTP/1.1 200 OK\r\nx-drip: ", b"a")),
+        ("body", _drip(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n", b" ")),
+    ],
+    ids=["headers", "body"],
+)
+def test_a_dripping_server_is_cut_off_at_the_fetch_deadline(
+    label: str, respond: Callable[[socket.socket, Hostile], None]
+) -> None:
+    with hostile_server(respond) as server:
+        started = time.monotonic()
+        result = diagnose_with(f"http://127.0.0.1:{server.port}", None, budget=1.0)
+        took = time.monotonic() - started
+    assert took < 10  # does not hang; the deadline is 1 s
+    assert "no answer within 1 s" in _fetch_finding(result).detail
+    assert result.message == RETRIEVE_KEY
+
+
+def _gzip_bomb(conn: socket.socket, hostile: Hostile) -> None:
+    hostile.read_head(conn)
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+    conn.sendall(head + b"connection: close\r\n\r\n")
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(1 << 20)
+    for _ in range(8 << 10):  # 8 GiB of zeros, about 8 MB on the wire, made as it is sent
+        if hostile.stop.is_set():
+            return
+        conn.sendall(squeeze.compress(zeros))
+
+
+def test_a_gzip_bomb_stops_at_the_size_cap_in_bounded_memory() -> None:
+    with hostile_server(_gzip_bomb) as server:
+        tracemalloc.start()
+        try:
+            started = time.monotonic()
+            result = diagnose_with(f"http://127.0.0.1:{server.port}", None)
+            took = time.monotonic() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert f"over {MAX_DOCUMENT_BYTES} bytes (decoded)" in _fetch_finding(result).detail
+    assert took < 10  # the cap, not the 5 s deadline, ended it (the finding says so)
+    assert peak < 16 * MAX_DOCUMENT_BYTES, peak  # the whole bomb is 8 GiB
+
+
+def test_gzip_encoded_documents_are_decoded(leaf_pem: bytes, ca_file: Path) -> None:
+    def docs(url: str) -> dict[str, Doc]:
+        out = standard_docs(url, SIGNER.jwks())
+        for doc in out.values():
+            doc.body = gzip.compress(doc.payload())
+            doc.headers["content-encoding"] = "gzip"
+        return out
+
+    with crafted_issuer(leaf_pem, docs) as url:
+        result = _check(url, ca_file)
+    assert result.accepted, result.findings
+
+
+INWARD = [
+    "127.0.0.1",
+    "::1",
+    "10.0.0.1",
+    "169.254.169.254",
+    "0.0.0.0",  # noqa: S104 - an address under test, nothing binds it
+    "::ffff:127.0.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+    "224.0.0.251",
+]
+
+
+@pytest.mark.parametrize("address", INWARD)
+def test_a_public_issuer_resolving_inward_is_refused_without_connecting(
+    address: str, outbound: dict[str, list[Any]]
+) -> None:
+    asked: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["93.184.215.14", address]  # one inward address among public ones is enough
+
+    with hostile_server(_answer_404) as server:
+        issuer = f"https://oidc.example.com:{server.port}"
+        result = diagnose_with(issuer, resolver)
+    detail = _fetch_finding(result).detail
+    assert f"oidc.example.com resolves to {ipaddress.ip_address(address)}" in detail
+    assert "oidc.example.com" in asked
+    assert server.connections == []
+    assert outbound["connect"] == []
+    assert not result.accepted
+
+
+@pytest.mark.parametrize(
+    "jwks_uri", ["https://169.254.169.254/latest/meta-data", "https://metadata.example/keys"]
+)
+def test_a_jwks_uri_aimed_inward_is_refused_and_never_contacted(
+    jwks_uri: str, leaf_pem: bytes, ca_file: Path, outbound: dict[str, list[Any]]
+) -> None:
+    # A loopback issuer may use loopback, and nothing else that is not public.
+    with crafted_issuer(leaf_pem, lambda url: _discovery_with(url, jwks_uri=jwks_uri)) as url:
+        result = diagnose_with(url, lambda host, port: ["169.254.169.254"], ca_file=ca_file)
+    assert "169.254.169.254" in _fetch_finding(result, "jwks").detail
+    assert {address[0] for address in outbound["connect"]} == {"127.0.0.1"}
+    assert "metadata.example" not in outbound["getaddrinfo"]
+
+
+def test_a_name_is_resolved_once_and_its_vetted_address_connected(
+    outbound: dict[str, list[Any]],
+) -> None:
+    asked: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    with hostile_server(_answer_404) as server:
+        result = diagnose_with(f"http://localhost:{server.port}", resolver)
+    assert _fetch_finding(result).detail.endswith("answered 404")
+    # The connection went to the vetted address with no second lookup (DNS rebinding), and the
+    # request still names the host.
+    assert asked == ["localhost"]
+    assert "localhost" not in outbound["getaddrinfo"]
+    assert outbound["connect"] == [("127.0.0.1", server.port)]
+    [head] = server.heads
+    assert f"\r\nhost: localhost:{server.port}\r\n".encode() in head.lower()
+
+
+def test_https_to_a_vetted_address_checks_the_certificate_for_the_name(
+    tls_ca: trustme.CA, ca_file: Path, outbound: dict[str, list[Any]]
+) -> None:
+    # The certificate names only "localhost": the fetch and the TLS inspection, connected to
+    # 127.0.0.1, pass only because SNI and the hostname check use the name.
+    chain = tls_ca.issue_cert("localhost").private_key_and_cert_chain_pem.bytes()
+    docs: Docs = lambda url: standard_docs(url, SIGNER.jwks())
+    with crafted_issuer(chain, docs, host="localhost") as url:
+        result = diagnose_with(url, lambda host, port: ["127.0.0.1"], ca_file=ca_file)
+    assert result.accepted, result.findings
+    assert result.info["tls"][0]["endpoint"].startswith("localhost:")
+    assert "localhost" not in outbound["getaddrinfo"]
+
+
+def test_a_redirect_is_reported_and_never_followed(leaf_pem: bytes, ca_file: Path) -> None:
+    with hostile_server(_answer_404) as target:
+        elsewhere = f"http://127.0.0.1:{target.port}/.well-known/openid-configuration"
+
+        def docs(url: str) -> dict[str, Doc]:
+            redirect = Doc(b"", status=302, headers={"location": elsewhere})
+            return {"/.well-known/openid-configuration": redirect}
+
+        with crafted_issuer(leaf_pem, docs) as url:
+            result = _check(url, ca_file)
+    assert "STS follows no redirects" in _fetch_finding(result).detail
+    assert target.connections == []
+
+
 # -- TLS -----------------------------------------------------------------------------------------
 
 
@@ -287,6 +528,16 @@ def test_a_chain_out_of_order_and_a_cert_near_expiry_are_flagged(
         "expires in 9." in tls["tls.expiry"].detail or "expires in 10." in tls["tls.expiry"].detail
     )
     assert result.accepted  # STS still validates the chain here; these are warnings
+
+
+def test_a_dripping_tls_handshake_is_cut_off_at_the_deadline() -> None:
+    # A TLS record header promising 16 KiB, then a byte every 0.1 s: each read answers in time.
+    with hostile_server(_drip(b"\x16\x03\x03\x40\x00", b"\x00", http=False)) as server:
+        started = time.monotonic()
+        _, findings = tls_check.inspect("127.0.0.1", server.port, now=int(time.time()), timeout=1)
+        took = time.monotonic() - started
+    assert took < 10  # does not hang; each connection's deadline is 1 s
+    assert [f.rule for f in findings] == ["tls.handshake"]
 
 
 def test_a_tls13_only_endpoint_is_flagged(leaf_pem: bytes, ca_file: Path) -> None:
