@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.errors import Unauthorized
+from broker.errors import KeyStoreError, Unauthorized
 from broker.files import create_once, private_dir
 
 SESSION_PREFIX = "fps_"
@@ -48,7 +48,11 @@ def load_secret(data_dir: Path) -> bytes:
     path = private_dir(data_dir) / "federation.key"
     secret = create_once(path, os.urandom(32))
     if len(secret) < 32:
-        raise ValueError(f"{path} holds {len(secret)} bytes, expected 32; delete it to regenerate")
+        # A truncated copy or a hand edit; the CLI reports a KeyStoreError in one line.
+        raise KeyStoreError(
+            f"{path} holds {len(secret)} bytes, expected 32; delete it to regenerate "
+            "(existing sessions stop working and every proof maps to a new wallet)"
+        )
     return secret
 
 

@@ -32,6 +32,9 @@ from broker.files import atomic_write, private_dir
 
 STS_LEEWAY_SECONDS = 300
 STATE_FILE = "state.json"
+# Times in state.json are unix seconds up to 9999-12-31T23:59:59Z, the last one datetime (and so
+# `keys list`) can show; anything outside 0..MAX_TIME is a hand edit or damage.
+MAX_TIME = 253_402_300_799
 
 
 # A kid is an RFC 7638 thumbprint (base64url); anything else in state.json is a hand edit, and
@@ -153,6 +156,10 @@ def _record(raw: object) -> KeyRecord:
     created, activated, retire = raw["created_at"], raw.get("activated_at"), raw.get("retire_after")
     if not isinstance(created, int) or not all(map(_optional_int, (created, activated, retire))):
         raise ValueError(f"key {kid}: created_at/activated_at/retire_after must be unix seconds")
+    for name in ("created_at", "activated_at", "retire_after"):
+        value = raw.get(name)
+        if value is not None and not 0 <= value <= MAX_TIME:
+            raise ValueError(f"key {kid}: {name} {value} is not a unix time in 0..{MAX_TIME}")
     return KeyRecord(
         kid=kid,
         alg=alg,
@@ -161,6 +168,17 @@ def _record(raw: object) -> KeyRecord:
         activated_at=activated,
         retire_after=retire,
     )
+
+
+def _check_unique(records: list[KeyRecord]) -> None:
+    """One active key (which one would sign?), one next key, each kid once."""
+    for state in (KeyState.ACTIVE, KeyState.NEXT):
+        kids = [r.kid for r in records if r.state is state]
+        if len(kids) > 1:
+            raise ValueError(f"{len(kids)} keys are {state} ({', '.join(kids)}); one at most")
+    kids = [r.kid for r in records]
+    if dupes := sorted({kid for kid in kids if kids.count(kid) > 1}):
+        raise ValueError(f"kid {', '.join(dupes)} is listed more than once")
 
 
 class KeyStore:
@@ -184,7 +202,9 @@ class KeyStore:
             raw = json.loads(path.read_bytes())
             if not isinstance(raw, dict) or not isinstance(raw.get("keys"), list):
                 raise TypeError('expected {"version": 1, "keys": [...]}')
-            return [_record(r) for r in raw["keys"]]
+            records = [_record(r) for r in raw["keys"]]
+            _check_unique(records)
+            return records
         except FileNotFoundError:
             return []
         except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError

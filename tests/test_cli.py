@@ -12,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from broker.cli import main
+from broker.keys import KeyPolicy, KeyStore
+from tests.conftest import free_loopback_url
 
 COMMANDS = [
     [],
@@ -136,3 +138,89 @@ def test_python_dash_m_equals_console_script() -> None:
         env={**os.environ},
     )
     assert "version" in out.stdout
+
+
+def _policy() -> KeyPolicy:
+    from broker.app import key_store
+    from broker.config import load_settings
+
+    return key_store(load_settings(environ={})).policy
+
+
+# -- damaged state: one line, never a traceback --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("created_at", 10**30), ("retire_after", 2**63), ("activated_at", -5)]
+)
+def test_keys_list_with_an_impossible_time_is_one_line(
+    tmp_path: Path, field: str, value: int
+) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    CliRunner().invoke(main, ["keys", "rotate"], env=env)
+    state = tmp_path / "keys" / "state.json"
+    doc = json.loads(state.read_text())
+    doc["keys"][-1][field] = value
+    state.write_text(json.dumps(doc))
+    for extra in ([], ["--json"]):
+        result = CliRunner().invoke(main, ["keys", "list", *extra], env=env)
+        assert result.exit_code == 1
+        assert isinstance(result.exception, SystemExit)
+        assert len(result.output.strip().splitlines()) == 1
+        assert f"{field} {value} is not a unix time" in result.output
+
+
+def test_table_times_outside_what_datetime_shows_are_printed_raw() -> None:
+    from broker.cli_common import when
+
+    assert when(0) == "1970-01-01 00:00:00Z"
+    assert when(10**30) == str(10**30)
+    assert when(-(10**30)) == str(-(10**30))
+
+
+def serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`test-broker serve` as a process; a damaged data dir must stop it before it listens."""
+    env = {**os.environ, "BROKER_OIDC_ISSUER": free_loopback_url(), **env}
+    cmd = [sys.executable, "-m", "broker", "serve"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def assert_one_line_refusal(done: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: ")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert expected in done.stderr
+    assert done.stdout == ""  # it never announced that it listens
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ({"created_at": 10**30}, f"created_at {10**30} is not a unix time"),
+        ({"retire_after": 253402300800, "state": "retiring"}, "retire_after 253402300800 is not"),
+        ({"state": "active"}, "2 keys are active"),
+    ],
+    ids=["created-1e30", "retire-after-year-10000", "two-active"],
+)
+def test_serve_refuses_a_damaged_state_file_in_one_line(
+    tmp_path: Path, damage: dict[str, object], expected: str
+) -> None:
+    KeyStore(tmp_path, _policy()).ensure(1_800_000_000)
+    state = tmp_path / "keys" / "state.json"
+    doc = json.loads(state.read_text())
+    doc["keys"][-1] |= damage  # the next key
+    state.write_text(json.dumps(doc))
+    assert_one_line_refusal(serve({"BROKER_DATA_DIR": str(tmp_path)}), expected)
+
+
+@pytest.mark.parametrize("damage", ["short", "unreadable"])
+def test_serve_refuses_a_damaged_federation_key_in_one_line(tmp_path: Path, damage: str) -> None:
+    secret = tmp_path / "federation.key"
+    tmp_path.chmod(0o700)
+    if damage == "short":
+        secret.write_bytes(b"12345")
+        expected = "federation.key holds 5 bytes, expected 32; delete it to regenerate"
+    else:
+        secret.mkdir()  # unreadable as a file, whoever runs the test (root reads any mode)
+        expected = "Is a directory"
+    assert_one_line_refusal(serve({"BROKER_DATA_DIR": str(tmp_path)}), expected)

@@ -153,8 +153,21 @@ def test_a_second_rotation_right_after_the_first_is_refused_until_the_jwks_cache
     assert (tmp_path / "keys" / "state.json").read_bytes() == before
 
 
+def _damaged(good: str, damage: str) -> str:
+    doc = json.loads(good)
+    if damage == "hand-edited":
+        doc["keys"] = [{"kid": "hand-edited"}]
+    elif damage == "created-1e30":
+        doc["keys"][0]["created_at"] = 10**30
+    elif damage == "two-active":
+        for key in doc["keys"]:
+            key["state"] = "active"
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("damage", ["hand-edited", "created-1e30", "two-active"])
 def test_a_broken_state_file_does_not_stop_the_reloader(
-    live_broker: StartBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    live_broker: StartBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     data = keys_published_an_hour_ago(tmp_path / "data")
     broker = live_broker(data_dir=data)
@@ -167,8 +180,9 @@ def test_a_broken_state_file_does_not_stop_the_reloader(
         tmp.replace(state)
 
     before = published(broker)
-    replace('{"version": 1, "keys": [{"kid": "hand-edited"}]}')
+    replace(_damaged(good, damage))
     wait_until(lambda: any("could not be read" in r.getMessage() for r in caplog.records))
+    assert all(r.levelname == "WARNING" for r in caplog.records if "could not be" in r.message)
     assert published(broker) == before  # the old keys stay published
     replace(good)
     new_next = next(k for k, s in states(cli(data, "rotate")).items() if s == "next")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from broker.cli import main
 from broker.discovery import CACHE_CONTROL
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
-from broker.keys import JWKS_CACHE_SECONDS, KeyPolicy, KeyState, KeyStore
+from broker.keys import JWKS_CACHE_SECONDS, MAX_TIME, KeyPolicy, KeyState, KeyStore
 
 POLICY = KeyPolicy(
     algorithm="ES256", rsa_bits=2048, max_published=4, max_token_ttl=3600, reload_seconds=1.0
@@ -227,16 +227,57 @@ def entry(**changes: object) -> dict[str, object]:
         {"keys": [entry(created_at="yesterday")]},
         {"keys": [entry(retire_after=1.5)]},
         {"keys": [entry(colour="red")]},
+        {"keys": [entry(created_at=10**30)]},
+        {"keys": [entry(created_at=-1)]},
+        {"keys": [entry(state="retiring", retire_after=MAX_TIME + 1)]},
+        {"keys": [entry(state="active", activated_at=2**63)]},
+        {"keys": [entry(kid="a", state="active"), entry(kid="b", state="active")]},
+        {"keys": [entry(kid="a"), entry(kid="b")]},
+        {"keys": [entry(kid="a", state="active"), entry(kid="a")]},
     ],
     ids=repr,
 )
 def test_a_hand_broken_state_file_is_a_key_store_error(store: KeyStore, doc: object) -> None:
     path = store.dir / "state.json"
     path.write_text(json.dumps(doc))
-    for read in (store.records, store.snapshot, lambda: store.rotate(READY)):
+    for read in (
+        store.records,
+        store.snapshot,
+        lambda: store.rotate(READY),
+        lambda: store.ensure(READY),
+        lambda: store.remove("abc", READY),
+    ):
         with pytest.raises(KeyStoreError, match=r"state\.json is corrupt .*restore it") as err:
             read()
         assert str(path) in err.value.message
+
+
+@pytest.mark.parametrize("state", ["active", "next"])
+def test_two_keys_in_one_state_are_corrupt_and_named(store: KeyStore, state: str) -> None:
+    path = store.dir / "state.json"
+    doc = json.loads(path.read_text())
+    for key in doc["keys"]:
+        key["state"] = state
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KeyStoreError, match=rf"2 keys are {state} \(") as err:
+        store.records()
+    for kid in (k["kid"] for k in doc["keys"]):
+        assert kid in err.value.message
+
+
+def test_times_at_the_ends_of_the_range_are_read(store: KeyStore) -> None:
+    path = store.dir / "state.json"
+    doc = json.loads(path.read_text())
+    doc["keys"][0] |= {"created_at": 0}
+    doc["keys"][1] |= {"created_at": MAX_TIME}
+    path.write_text(json.dumps(doc))
+    assert sorted(r.created_at for r in store.records()) == [0, MAX_TIME]
+    listing = CliRunner().invoke(
+        main, ["keys", "list"], env={"BROKER_DATA_DIR": str(path.parents[1])}
+    )
+    assert listing.exit_code == 0, listing.output
+    assert "1970-01-01 00:00:00Z" in listing.output
+    assert "9999-12-31 23:59:59Z" in listing.output
 
 
 def test_a_missing_pem_is_a_key_store_error(store: KeyStore) -> None:
