@@ -97,6 +97,33 @@ def _store(config_file: Path | None) -> KeyStore:
     return key_store(load_settings(config_file))
 
 
+class _KidCommand(click.Command):
+    """A command whose KID argument may start with '-' (1 in 64 RFC 7638 thumbprints do).
+
+    Click would read ``-abc…`` or ``--abc…`` as an unknown option; every argument that is not
+    one of this command's own options is moved behind ``--`` so it stays the KID.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:  # the user already separated them
+            return super().parse_args(ctx, args)
+        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
+        flags = {name for p in options if p.is_flag for name in (*p.opts, *p.secondary_opts)}
+        valued = {name for p in options if not p.is_flag for name in p.opts}
+        own: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg in valued:  # `--config F`: F is its value, whatever it starts with
+                own += args[i : i + 2]
+                i += 2
+                continue
+            (own if arg in flags or arg.partition("=")[0] in valued else rest).append(arg)
+            i += 1
+        return super().parse_args(ctx, [*own, "--", *rest])
+
+
 def _print_keys(records: Sequence[KeyRecord], as_json: bool) -> None:
     now = int(time.time())
     if as_json:
@@ -143,13 +170,15 @@ def keys_rotate(config_file: Path | None, as_json: bool) -> None:
     _print_keys(_store(config_file).rotate(int(time.time())), as_json)
 
 
-@keys.command("remove")
+@keys.command("remove", cls=_KidCommand)
 @click.argument("kid")
 @config_option
 @json_option
 @reports_errors
 def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
     """Emergency: unpublish KID at once (tokens it signed stop verifying).
+
+    A KID starting with '-' needs no quoting or '--'.
 
     \b
     Example:

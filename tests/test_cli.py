@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from joserfc.jwk import ECKey
 
 from broker.cli import main
+from broker.files import atomic_write
 from broker.keys import KeyPolicy, KeyStore
 from tests.conftest import free_loopback_url
 
@@ -140,11 +142,81 @@ def test_python_dash_m_equals_console_script() -> None:
     assert "version" in out.stdout
 
 
+# -- keys remove KID, for every kid a thumbprint can be -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dashed_keys() -> dict[str, ECKey]:
+    """Real P-256 keys whose RFC 7638 thumbprints start with '-', '--' and '-h' (like -h, help)."""
+    wanted: dict[str, ECKey] = {}
+    while len(wanted) < 3:  # ~1 in 4096 keys for each two-character prefix: about a second
+        key = ECKey.generate_key("P-256", private=True)
+        kid = key.thumbprint()
+        prefix = kid[:2] if kid[:2] in ("--", "-h") else kid[:1]
+        if prefix in ("-", "--", "-h") and prefix not in wanted:
+            wanted[prefix] = key
+    return wanted
+
+
+def plant_retiring(data_dir: Path, key: ECKey) -> str:
+    """Add ``key`` to the store as a retiring key, as a past rotation would have left it."""
+    KeyStore(data_dir, _policy()).ensure(1_800_000_000)
+    keys_dir = data_dir / "keys"
+    kid = key.thumbprint()
+    atomic_write(keys_dir / f"{kid}.pem", key.as_pem(private=True))
+    doc = json.loads((keys_dir / "state.json").read_text())
+    doc["keys"].append(
+        {
+            "kid": kid,
+            "alg": "ES256",
+            "state": "retiring",
+            "created_at": 1_700_000_000,
+            "activated_at": 1_700_000_000,
+            "retire_after": 4_000_000_000,
+        }
+    )
+    atomic_write(keys_dir / "state.json", json.dumps(doc).encode())
+    return kid
+
+
 def _policy() -> KeyPolicy:
     from broker.app import key_store
     from broker.config import load_settings
 
     return key_store(load_settings(environ={})).policy
+
+
+@pytest.mark.parametrize("prefix", ["-", "--", "-h"], ids=["dash", "two-dashes", "dash-h"])
+@pytest.mark.parametrize(
+    "shape",
+    [["KID"], ["KID", "--json"], ["--json", "KID"], ["--", "KID"], ["--json", "--", "KID"]],
+    ids="_".join,
+)
+def test_keys_remove_takes_a_kid_that_starts_with_a_dash(
+    tmp_path: Path, dashed_keys: dict[str, ECKey], prefix: str, shape: list[str]
+) -> None:
+    kid = plant_retiring(tmp_path, dashed_keys[prefix])
+    assert kid.startswith(prefix)
+    args = ["keys", "remove", *(kid if a == "KID" else a for a in shape)]
+    result = CliRunner().invoke(main, args, env={"BROKER_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert kid not in {r.kid for r in KeyStore(tmp_path, _policy()).records()}
+    if "--json" in shape:
+        assert kid not in {k["kid"] for k in json.loads(result.output)["keys"]}
+
+
+def test_keys_remove_still_reads_its_options_and_help(tmp_path: Path) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    assert "Emergency" in CliRunner().invoke(main, ["keys", "remove", "-h"], env=env).output
+    missing = CliRunner().invoke(main, ["keys", "remove"], env=env)
+    assert missing.exit_code == 2
+    assert "Missing argument 'KID'" in missing.output
+    config = tmp_path / "c.toml"
+    config.write_text(f'data_dir = "{tmp_path / "d"}"\n')
+    CliRunner().invoke(main, ["keys", "rotate"], env={"BROKER_DATA_DIR": str(tmp_path / "d")})
+    typo = CliRunner().invoke(main, ["keys", "remove", "--config", str(config), "--jsn"])
+    assert typo.exit_code == 1
+    assert "no key with kid '--jsn'" in typo.output
 
 
 # -- damaged state: one line, never a traceback --------------------------------------------------
