@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 from joserfc.jwk import ECKey
 
+from broker import store
 from broker.cli import main
 from broker.files import atomic_write
-from broker.keys import KeyPolicy, KeyStore
+from broker.keys import KeyPolicy, KeyState, KeyStore
 from tests.conftest import free_loopback_url
 
 COMMANDS = [
@@ -217,6 +218,38 @@ def test_keys_remove_still_reads_its_options_and_help(tmp_path: Path) -> None:
     typo = CliRunner().invoke(main, ["keys", "remove", "--config", str(config), "--jsn"])
     assert typo.exit_code == 1
     assert "no key with kid '--jsn'" in typo.output
+
+
+# -- keys rotate asks the audit how long the retiring key must stay -----------------------------
+
+
+def test_keys_rotate_keeps_the_retiring_key_until_the_audited_exp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path), "BROKER_MAX_TOKEN_TTL_SECONDS": "600"}
+    KeyStore(tmp_path, _policy()).ensure(1_700_000_000)  # next key published long ago
+    store.connect(tmp_path).close()  # an audit database exists
+    asked: list[str] = []
+    far = 4_000_000_000
+
+    def max_exp(conn: object, kid: str) -> int:
+        asked.append(kid)
+        return far
+
+    monkeypatch.setattr(store, "max_exp", max_exp)
+    active = next(r.kid for r in KeyStore(tmp_path, _policy()).records() if r.state == "active")
+    result = CliRunner().invoke(main, ["keys", "rotate", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert asked == [active]
+    retiring = {k["kid"]: k for k in json.loads(result.output)["keys"]}[active]
+    assert retiring["state"] == KeyState.RETIRING
+    assert retiring["retire_after"] == far + 300  # not now + 600 + ... from this CLI's config
+
+
+def test_keys_rotate_without_an_audit_database_creates_none(tmp_path: Path) -> None:
+    env = {"BROKER_DATA_DIR": str(tmp_path)}
+    assert CliRunner().invoke(main, ["keys", "rotate"], env=env).exit_code == 0
+    assert not store.exists(tmp_path)
 
 
 # -- damaged state: one line, never a traceback --------------------------------------------------

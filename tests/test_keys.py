@@ -15,9 +15,7 @@ from broker.discovery import CACHE_CONTROL
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
 from broker.keys import JWKS_CACHE_SECONDS, MAX_TIME, KeyPolicy, KeyState, KeyStore
 
-POLICY = KeyPolicy(
-    algorithm="ES256", rsa_bits=2048, max_published=4, max_token_ttl=3600, reload_seconds=1.0
-)
+POLICY = KeyPolicy(algorithm="ES256", rsa_bits=2048, max_published=4, reload_seconds=1.0)
 NOW = 1_800_000_000
 # The first moment a next key created at NOW may be promoted (verifiers have seen it by then).
 READY = NOW + POLICY.promote_after
@@ -71,15 +69,53 @@ def test_kid_is_rfc7638_thumbprint(store: KeyStore) -> None:
 def test_rotate_promotes_the_already_published_next_key(store: KeyStore) -> None:
     old = store.snapshot()
     old_next = next(r.kid for r in old.records if r.state is KeyState.NEXT)
-    store.rotate(NOW + 100)
+    store.rotate(READY, signed_until=READY + 3600)
     new = store.snapshot()
     assert new.active.kid == old_next
     retiring = next(r for r in new.records if r.state is KeyState.RETIRING)
     assert retiring.kid == old.active.kid
-    # every token the old key signed (ttl <= 3600) is past exp + 300 s before it leaves the JWKS
-    assert retiring.retire_after is not None
-    assert retiring.retire_after >= NOW + 100 + 3600 + 300
+    # every token the old key signed is past exp + 300 s before it leaves the JWKS
+    assert retiring.retire_after == READY + 3600 + 300
     assert sorted(states(store).values()) == ["active", "next", "retiring"]
+
+
+def retire_after_of(store: KeyStore, kid: str) -> int | None:
+    return next(r.retire_after for r in store.records() if r.kid == kid)
+
+
+@pytest.mark.parametrize(
+    ("signed_until", "expected"),
+    [
+        (READY + 3593, READY + 3593 + 300),  # the largest exp signed, whatever the config's TTL
+        (None, READY + POLICY.reload_window + 300),  # nothing signed: until a broker reloads
+        (READY - 500, READY + POLICY.reload_window + 300),  # its tokens expired long ago
+    ],
+)
+def test_a_retiring_key_is_kept_for_the_largest_exp_signed_with_it(
+    store: KeyStore, signed_until: int | None, expected: int
+) -> None:
+    active = store.snapshot().active.kid
+    store.rotate(READY, signed_until=signed_until)
+    assert retire_after_of(store, active) == expected
+    assert POLICY.reload_window == 2  # ceil(key_reload_seconds) + 1
+
+
+def test_extend_retirement_only_ever_lengthens_a_retiring_key(store: KeyStore) -> None:
+    active = store.snapshot().active.kid
+    store.rotate(READY)
+    planned = retire_after_of(store, active)
+    assert planned is not None
+    assert store.extend_retirement(active, planned + 1000)
+    assert retire_after_of(store, active) == planned + 1000
+    assert not store.extend_retirement(active, planned)  # never shortens
+    assert retire_after_of(store, active) == planned + 1000
+    new_active = store.snapshot().active.kid
+    assert not store.extend_retirement(new_active, planned)  # not retiring: stays as it is
+    assert retire_after_of(store, new_active) is None
+    store.remove(active, READY)
+    before = store.records()
+    assert not store.extend_retirement(active, planned + 5000)  # gone: nothing to keep
+    assert store.records() == before
 
 
 def test_retiring_key_stays_published_until_its_time(store: KeyStore) -> None:
@@ -118,9 +154,7 @@ def test_remove_unknown_kid_names_the_known_ones(store: KeyStore) -> None:
 
 
 def test_rs256_keys_are_generated_with_the_configured_size(tmp_path: Path) -> None:
-    policy = KeyPolicy(
-        algorithm="RS256", rsa_bits=2048, max_published=4, max_token_ttl=300, reload_seconds=1
-    )
+    policy = KeyPolicy(algorithm="RS256", rsa_bits=2048, max_published=4, reload_seconds=1)
     s = KeyStore(tmp_path, policy)
     s.ensure(NOW)
     snap = s.snapshot()
@@ -246,6 +280,7 @@ def test_a_hand_broken_state_file_is_a_key_store_error(store: KeyStore, doc: obj
         lambda: store.rotate(READY),
         lambda: store.ensure(READY),
         lambda: store.remove("abc", READY),
+        lambda: store.extend_retirement("abc", READY),
     ):
         with pytest.raises(KeyStoreError, match=r"state\.json is corrupt .*restore it") as err:
             read()
