@@ -13,7 +13,9 @@ from pathlib import Path
 
 import jwt as pyjwt
 import pytest
+from click.testing import CliRunner
 
+from broker import cli as broker_cli
 from broker.config import Settings
 from broker.keyring import KeyRing
 from broker.keys import KeyPolicy, KeyStore
@@ -212,18 +214,24 @@ def retire_after(listing: dict[str, object], kid: str) -> int:
 
 
 def test_a_broker_extends_a_retiring_key_the_cli_retired_too_early(
-    live_broker: StartBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    live_broker: StartBroker,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The broker allows 3600 s tokens; the CLI's own config says 600 s and the audit knows
-    # no exp yet, so the CLI can only plan "one reload from now + 300 s".
+    # The broker allows 3600 s tokens; the CLI's own config says 600 s and its audit cannot
+    # tell (as with the placeholder store.max_exp), so it plans "one reload from now + 300 s".
     caplog.set_level(logging.INFO, logger="broker.keys")
+    monkeypatch.setattr(broker_cli, "_signed_until", lambda settings, kid: None)
     data = keys_published_an_hour_ago(tmp_path / "data")
     broker = live_broker(data_dir=data, max_token_ttl_seconds=3600)
     token = mint_for(broker, 3600)
     old = kid_of(token)
     exp = pyjwt.decode(token, options={"verify_signature": False})["exp"]
-    rotated = cli(data, "rotate", BROKER_MAX_TOKEN_TTL_SECONDS="600")
-    planned = retire_after(rotated, old)
+    env = {"BROKER_DATA_DIR": str(data), "BROKER_MAX_TOKEN_TTL_SECONDS": "600"}
+    rotated = CliRunner().invoke(broker_cli.main, ["keys", "rotate", "--json"], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    planned = retire_after(json.loads(rotated.output), old)
     assert planned < exp + 300  # the CLI's estimate alone would orphan the token
     wait_until(lambda: retire_after(cli(data, "list"), old) == exp + 300)
     assert any(f"kept published until {exp + 300}" in r.getMessage() for r in caplog.records)
