@@ -63,7 +63,6 @@ def key_store(settings: Settings) -> KeyStore:
         algorithm=settings.key_algorithm,
         rsa_bits=settings.rsa_key_bits,
         max_published=settings.max_published_keys,
-        max_token_ttl=settings.max_token_ttl_seconds,
         reload_seconds=settings.key_reload_seconds,
     )
     return KeyStore(settings.data_dir, policy)

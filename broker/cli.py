@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -11,9 +12,10 @@ from typing import Any
 
 import click
 
+from broker import store
 from broker.cli_common import config_option, json_option, reports_errors, table, when
 from broker.config import Settings, load_settings
-from broker.keys import KeyRecord, KeyStore
+from broker.keys import KeyRecord, KeyState, KeyStore
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,10 +93,50 @@ def keys() -> None:
     """
 
 
-def _store(config_file: Path | None) -> KeyStore:
+def _store(settings: Settings) -> KeyStore:
     from broker.app import key_store
 
-    return key_store(load_settings(config_file))
+    return key_store(settings)
+
+
+def _signed_until(settings: Settings, kid: str) -> int | None:
+    """The largest exp the audit records show signed with ``kid``; None if none are known."""
+    if not store.exists(settings.data_dir):
+        return None
+    db = (settings.data_dir / store.DB_FILE).resolve()
+    # Read-only: `keys rotate` must not create, migrate or lock the database a broker writes.
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        return store.max_exp(conn, kid)
+    finally:
+        conn.close()
+
+
+class _KidCommand(click.Command):
+    """A command whose KID argument may start with '-' (1 in 64 RFC 7638 thumbprints do).
+
+    Click would read ``-abc…`` or ``--abc…`` as an unknown option; every argument that is not
+    one of this command's own options is moved behind ``--`` so it stays the KID.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:  # the user already separated them
+            return super().parse_args(ctx, args)
+        options = [p for p in self.get_params(ctx) if isinstance(p, click.Option)]
+        flags = {name for p in options if p.is_flag for name in (*p.opts, *p.secondary_opts)}
+        valued = {name for p in options if not p.is_flag for name in p.opts}
+        own: list[str] = []
+        rest: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg in valued:  # `--config F`: F is its value, whatever it starts with
+                own += args[i : i + 2]
+                i += 2
+                continue
+            (own if arg in flags or arg.partition("=")[0] in valued else rest).append(arg)
+            i += 1
+        return super().parse_args(ctx, [*own, "--", *rest])
 
 
 def _print_keys(records: Sequence[KeyRecord], as_json: bool) -> None:
@@ -122,7 +164,7 @@ def keys_list(config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker keys list --json
     """
-    _print_keys(_store(config_file).records(), as_json)
+    _print_keys(_store(load_settings(config_file)).records(), as_json)
 
 
 @keys.command("rotate")
@@ -132,18 +174,26 @@ def keys_list(config_file: Path | None, as_json: bool) -> None:
 def keys_rotate(config_file: Path | None, as_json: bool) -> None:
     """Promote the published next key to active; the old key retires.
 
-    The retiring key stays published until every token it signed is past exp + 300 s.
-    Refused (saying when to retry) until the next key has been published for the JWKS
-    cache time (60 s) plus one key_reload_seconds, so every verifier has seen it.
+    The retiring key stays published until every token it signed is past exp + 300 s: the
+    largest exp the audit records for it, or one key reload from now if that is later; a
+    running broker extends it for any token it signed after that. Refused (saying when to
+    retry) until the next key has been published for the JWKS cache time (60 s) plus one
+    key_reload_seconds, so every verifier has seen it.
 
     \b
     Example:
       test-broker keys rotate
     """
-    _print_keys(_store(config_file).rotate(int(time.time())), as_json)
+    settings = load_settings(config_file)
+    keys = _store(settings)
+    # A rotation racing this one between here and rotate() is refused there: its new next key
+    # is too fresh to promote, so the kid read here is the one that retires.
+    active = next((r.kid for r in keys.records() if r.state is KeyState.ACTIVE), None)
+    signed_until = _signed_until(settings, active) if active else None
+    _print_keys(keys.rotate(int(time.time()), signed_until=signed_until), as_json)
 
 
-@keys.command("remove")
+@keys.command("remove", cls=_KidCommand)
 @click.argument("kid")
 @config_option
 @json_option
@@ -151,11 +201,13 @@ def keys_rotate(config_file: Path | None, as_json: bool) -> None:
 def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
     """Emergency: unpublish KID at once (tokens it signed stop verifying).
 
+    A KID starting with '-' needs no quoting or '--'.
+
     \b
     Example:
       test-broker keys remove 70ujgvmh9guqWZ8JEWe1NQ1AMOhRx4jQOHWoBVKrWeU
     """
-    _print_keys(_store(config_file).remove(kid, int(time.time())), as_json)
+    _print_keys(_store(load_settings(config_file)).remove(kid, int(time.time())), as_json)
 
 
 # Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.

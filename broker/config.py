@@ -20,6 +20,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -32,6 +33,20 @@ TTL_HARD_CAP = 3600
 # AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
 PUBLISHED_KEYS_HARD_CAP = 10
 TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+\-@]{1,128}")
+# IAM's CreateOpenIDConnectProvider takes a URL of at most 255 characters.
+ISSUER_MAX_LENGTH = 255
+# RFC 3986 unreserved characters only: a path with '%', ':', ';', spaces or backslashes reads
+# differently to IAM, STS's fetch, proxies and the `<host/path>:aud` condition keys.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+# Rate bounds: a slower refill than one token per 1000 s is no limit anyone means, and it keeps
+# Retry-After ((1 - tokens) / rate, broker/ratelimit.py) a small finite number of seconds.
+MIN_RATE_PER_SECOND = 0.001
+MAX_RATE_PER_SECOND = 1_000_000.0
+MAX_BURST = 1_000_000
+# Fields a BROKER_* variable must spell as JSON (pydantic-settings decodes them): shape, example.
+_ENV_JSON_SHAPES = {
+    "trusted_proxies": ("a JSON list of IP addresses or networks", '["127.0.0.1", "10.0.0.0/8"]')
+}
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
 
@@ -62,9 +77,37 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def issuer_path_problem(path: str) -> str | None:
+    """Why IAM could not register (or STS could not fetch under) this issuer path, or None.
+
+    The one rule for paths: config refuses such an issuer, doctor reports it
+    (broker/sts_rules_issuer.py).
+    """
+    if not path:
+        return None
+    for segment in path.split("/")[1:]:  # a URL path starts with '/'
+        if not segment:
+            return "has an empty path segment ('//'): servers and proxies merge them"
+        if segment in (".", ".."):
+            return f"has a {segment!r} path segment: fetchers resolve it, so iss would not match"
+        if not _PATH_SEGMENT.fullmatch(segment):
+            return (
+                f"has path segment {segment!r}: use only letters, digits and - . _ ~ "
+                "(no spaces, '%' escapes, backslashes or other punctuation)"
+            )
+    return None
+
+
 def issuer_problem(issuer: str) -> str | None:
     """Why AWS STS (or a loopback test peer) could not use this issuer URL, or None."""
-    parts = urlsplit(issuer)
+    if not issuer.isascii():
+        return "must be ASCII: IAM registers the URL byte for byte (use punycode for the host)"
+    if len(issuer) > ISSUER_MAX_LENGTH:
+        return f"is {len(issuer)} characters; IAM accepts at most {ISSUER_MAX_LENGTH}"
+    try:
+        parts = urlsplit(issuer)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "must be an absolute URL such as https://oidc.example.com"
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host:
         return "must be an absolute URL such as https://oidc.example.com"
@@ -80,6 +123,8 @@ def issuer_problem(issuer: str) -> str | None:
         return (
             f"host must be lower case: use {issuer.replace(parts.netloc, parts.netloc.lower())!r}"
         )
+    if problem := issuer_path_problem(parts.path):
+        return problem
     if is_loopback_host(host):
         return None
     if parts.scheme != "https":
@@ -87,6 +132,16 @@ def issuer_problem(issuer: str) -> str | None:
     if parts.port is not None:
         return "a non-loopback issuer must not carry a port: AWS registers providers by host only"
     return None
+
+
+# A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d, so this block is every IPv4 client.
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _trusts_everyone(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    if network.prefixlen == 0:
+        return True
+    return isinstance(network, ipaddress.IPv6Network) and network.supernet_of(_IPV4_MAPPED)
 
 
 class Settings(BaseSettings):
@@ -122,7 +177,11 @@ class Settings(BaseSettings):
         description="Bound on JWKS size (next + active + retiring).",
     )
     key_reload_seconds: float = Field(
-        1.0, gt=0, le=60, description="How often a running broker picks up `keys` CLI changes."
+        1.0,
+        ge=0.01,  # smaller only spins the reload loop (broker/app.py _reload_keys)
+        le=60,
+        allow_inf_nan=False,
+        description="How often a running broker picks up `keys` CLI changes (0.01 to 60).",
     )
     token_ttl_seconds: int = Field(300, ge=60, description="Default token lifetime.")
     max_token_ttl_seconds: int = Field(
@@ -160,16 +219,34 @@ class Settings(BaseSettings):
     rate_limits: bool = Field(
         True, description="Rate limits on; `BROKER_RATE_LIMITS=off` for benchmarks (warns)."
     )
-    mint_rate_per_second: float = Field(20, gt=0, description="Mints per second per caller.")
-    mint_burst: int = Field(40, ge=1, description="Mint burst per caller.")
-    unauth_rate_per_second: float = Field(
-        1, gt=0, description="Failed authentications per second per client address."
+    mint_rate_per_second: float = Field(
+        20,
+        ge=MIN_RATE_PER_SECOND,
+        le=MAX_RATE_PER_SECOND,
+        allow_inf_nan=False,
+        description="Mints per second per caller (0.001 to 1000000).",
     )
-    unauth_burst: int = Field(20, ge=1, description="Failed-authentication burst per address.")
+    mint_burst: int = Field(
+        40, ge=1, le=MAX_BURST, description="Mint burst per caller (1 to 1000000)."
+    )
+    unauth_rate_per_second: float = Field(
+        1,
+        ge=MIN_RATE_PER_SECOND,
+        le=MAX_RATE_PER_SECOND,
+        allow_inf_nan=False,
+        description="Failed authentications per second per client address (0.001 to 1000000).",
+    )
+    unauth_burst: int = Field(
+        20,
+        ge=1,
+        le=MAX_BURST,
+        description="Failed-authentication burst per address (1 to 1000000).",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Reverse proxies (IPs or networks, e.g. nginx on 127.0.0.1) whose "
-        "`X-Forwarded-For` names the client; empty: the peer address is the client.",
+        "`X-Forwarded-For` names the client; empty: the peer address is the client. "
+        "A network covering everyone (`0.0.0.0/0`, `::/0`) is refused.",
     )
     aws_account_id: str | None = Field(
         None, pattern=r"^[0-9]{12}$", description="AWS account of the test role and bucket."
@@ -235,10 +312,16 @@ class Settings(BaseSettings):
     def _proxy_networks(cls, value: list[str]) -> list[str]:
         for item in value:
             try:
-                ipaddress.ip_network(item, strict=False)
+                network = ipaddress.ip_network(item, strict=False)
             except ValueError:
                 # "*" too: trusting every peer would let any client pick its rate-limit address.
                 raise ValueError(f"{item!r} is not an IP address or network") from None
+            if _trusts_everyone(network):
+                raise ValueError(
+                    f"{item!r} covers every address: any client could then name its own address "
+                    "(rate limits, audit) in X-Forwarded-For; list only your proxies, "
+                    'e.g. ["127.0.0.1"]'
+                )
         return value
 
     @field_validator("sub_template")
@@ -343,12 +426,28 @@ def load_settings(
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_file)) from None
+    except SettingsError as exc:  # a BROKER_* value that does not decode (it is a ValueError too)
+        raise ConfigError(_describe_env(exc)) from None
     except ValueError as exc:  # a broken TOML file
         raise ConfigError(f"config file {str(config_file)!r} is not valid TOML: {exc}") from None
     except OSError as exc:  # e.g. the file is not readable by this user
         raise ConfigError(f"config file {str(config_file)!r} cannot be read: {exc}") from None
     finally:
         _config_file.reset(token)
+
+
+def _describe_env(exc: SettingsError) -> str:
+    """pydantic-settings says only 'error parsing value for field "x" from source "..."'."""
+    found = re.search(r'field "(\w+)"', str(exc))
+    if found is None:
+        return f"invalid configuration: {exc}"
+    field = found.group(1)
+    var = f"{ENV_PREFIX}{field.upper()}"
+    why = f" ({exc.__cause__})" if exc.__cause__ else ""
+    shape, example = _ENV_JSON_SHAPES.get(field, ("JSON", ""))
+    if example:
+        shape += f", e.g. {var}='{example}'"
+    return f"invalid configuration: {var} is not valid JSON{why}; expected {shape}"
 
 
 def _describe(exc: ValidationError, config_file: Path | None) -> str:

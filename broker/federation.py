@@ -13,12 +13,13 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.errors import Unauthorized
+from broker.errors import KeyStoreError, Unauthorized
 from broker.files import create_once, private_dir
 
 SESSION_PREFIX = "fps_"
@@ -27,6 +28,12 @@ REJECTED_PROOFS = frozenset({"", "invalid"})
 _WALLET_BYTES = 20
 _LAYOUT = struct.Struct(">20sQ8s")  # wallet, expiry (unix s), nonce
 _MAC_BYTES = 32
+_RAW_BYTES = _LAYOUT.size + _MAC_BYTES
+# The one spelling create_session issues: unpadded base64url, so a fixed length. Python's decoder
+# would also take '+', '/', '=' and skip foreign characters: each a second working spelling of
+# the same bearer, which log redaction (broker/logs.py) would have to guess.
+_ENCODED_CHARS = (4 * _RAW_BYTES + 2) // 3
+_ENCODED = re.compile(rf"[A-Za-z0-9_-]{{{_ENCODED_CHARS}}}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +48,11 @@ def load_secret(data_dir: Path) -> bytes:
     path = private_dir(data_dir) / "federation.key"
     secret = create_once(path, os.urandom(32))
     if len(secret) < 32:
-        raise ValueError(f"{path} holds {len(secret)} bytes, expected 32; delete it to regenerate")
+        # A truncated copy or a hand edit; the CLI reports a KeyStoreError in one line.
+        raise KeyStoreError(
+            f"{path} holds {len(secret)} bytes, expected 32; delete it to regenerate "
+            "(existing sessions stop working and every proof maps to a new wallet)"
+        )
     return secret
 
 
@@ -62,13 +73,15 @@ class FederationProof:
         expires_at = now + self._ttl
         payload = _LAYOUT.pack(bytes.fromhex(wallet[2:]), expires_at, secrets.token_bytes(8))
         mac = hmac.new(self._session_key, payload, hashlib.sha256).digest()
-        bearer = SESSION_PREFIX + base64.urlsafe_b64encode(payload + mac).decode().rstrip("=")
+        bearer = SESSION_PREFIX + _encode(payload + mac)
         return Session(bearer=bearer, wallet=wallet, expires_at=expires_at)
 
     def resolve(self, bearer: str, now: int) -> Session:
         """The session a bearer stands for; Unauthorized (one fixed answer) for anything else."""
-        raw = _b64decode(bearer.removeprefix(SESSION_PREFIX))
-        if raw is None or len(raw) != _LAYOUT.size + _MAC_BYTES:
+        if not bearer.startswith(SESSION_PREFIX):
+            raise Unauthorized()
+        raw = _decode(bearer[len(SESSION_PREFIX) :])
+        if raw is None:
             raise Unauthorized()
         payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
         expected = hmac.new(self._session_key, payload, hashlib.sha256).digest()
@@ -80,8 +93,17 @@ class FederationProof:
         return Session(bearer=bearer, wallet="0x" + wallet.hex(), expires_at=expires_at)
 
 
-def _b64decode(text: str) -> bytes | None:
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(text: str) -> bytes | None:
+    """The bytes of a canonically encoded bearer body, else None."""
+    if not _ENCODED.fullmatch(text):
+        return None
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         return None
+    # The last character carries spare low bits; only the spelling with them zero is ours.
+    return raw if _encode(raw) == text else None

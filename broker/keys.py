@@ -32,6 +32,9 @@ from broker.files import atomic_write, private_dir
 
 STS_LEEWAY_SECONDS = 300
 STATE_FILE = "state.json"
+# Times in state.json are unix seconds up to 9999-12-31T23:59:59Z, the last one datetime (and so
+# `keys list`) can show; anything outside 0..MAX_TIME is a hand edit or damage.
+MAX_TIME = 253_402_300_799
 
 
 # A kid is an RFC 7638 thumbprint (base64url); anything else in state.json is a hand edit, and
@@ -72,13 +75,16 @@ class KeyPolicy:
     algorithm: str
     rsa_bits: int
     max_published: int
-    max_token_ttl: int
     reload_seconds: float
 
     @property
-    def retire_margin(self) -> int:
-        # Tokens a running broker signs before it notices the rotation are covered too.
-        return self.max_token_ttl + STS_LEEWAY_SECONDS + math.ceil(self.reload_seconds) + 1
+    def reload_window(self) -> int:
+        """How long a running broker may keep signing with a key the CLI has just retired.
+
+        Tokens it signs meanwhile are covered by the broker itself: its next reload extends the
+        retiring key's time to their exp (broker/keyring.py), before this window runs out.
+        """
+        return math.ceil(self.reload_seconds) + 1
 
     @property
     def promote_after(self) -> int:
@@ -153,6 +159,10 @@ def _record(raw: object) -> KeyRecord:
     created, activated, retire = raw["created_at"], raw.get("activated_at"), raw.get("retire_after")
     if not isinstance(created, int) or not all(map(_optional_int, (created, activated, retire))):
         raise ValueError(f"key {kid}: created_at/activated_at/retire_after must be unix seconds")
+    for name in ("created_at", "activated_at", "retire_after"):
+        value = raw.get(name)
+        if value is not None and not 0 <= value <= MAX_TIME:
+            raise ValueError(f"key {kid}: {name} {value} is not a unix time in 0..{MAX_TIME}")
     return KeyRecord(
         kid=kid,
         alg=alg,
@@ -161,6 +171,17 @@ def _record(raw: object) -> KeyRecord:
         activated_at=activated,
         retire_after=retire,
     )
+
+
+def _check_unique(records: list[KeyRecord]) -> None:
+    """One active key (which one would sign?), one next key, each kid once."""
+    for state in (KeyState.ACTIVE, KeyState.NEXT):
+        kids = [r.kid for r in records if r.state is state]
+        if len(kids) > 1:
+            raise ValueError(f"{len(kids)} keys are {state} ({', '.join(kids)}); one at most")
+    kids = [r.kid for r in records]
+    if dupes := sorted({kid for kid in kids if kids.count(kid) > 1}):
+        raise ValueError(f"kid {', '.join(dupes)} is listed more than once")
 
 
 class KeyStore:
@@ -184,7 +205,9 @@ class KeyStore:
             raw = json.loads(path.read_bytes())
             if not isinstance(raw, dict) or not isinstance(raw.get("keys"), list):
                 raise TypeError('expected {"version": 1, "keys": [...]}')
-            return [_record(r) for r in raw["keys"]]
+            records = [_record(r) for r in raw["keys"]]
+            _check_unique(records)
+            return records
         except FileNotFoundError:
             return []
         except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
@@ -223,12 +246,13 @@ class KeyStore:
     # -- writing (under the lock) ------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[list[KeyRecord]]:
+    def _locked(self, *, blocking: bool = True) -> Iterator[list[KeyRecord]]:
         # Both levels: mkdir(parents=True) would leave a missing data dir at the umask's mode.
         private_dir(self.dir.parent)
         private_dir(self.dir)
         with open(self.dir / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            # Non-blocking raises BlockingIOError while another writer holds the lock.
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
             records = self.records()
             before = list(records)
             yield records
@@ -272,8 +296,12 @@ class KeyStore:
             self._prune(records, now)
             self._ensure(records, now)
 
-    def rotate(self, now: int) -> list[KeyRecord]:
+    def rotate(self, now: int, signed_until: int | None = None) -> list[KeyRecord]:
         """Promote next to active, retire the old active key, publish a fresh next key.
+
+        ``signed_until`` is the largest exp known to have been signed with the active key (None:
+        none known). The old key stays published until then, or until a running broker has had
+        a reload to notice and extend it, plus STS's leeway.
 
         Refused (with the time it becomes possible) while verifiers may not have seen the next
         key yet, or while the rotation would publish more than max_published keys. A refusal
@@ -287,7 +315,8 @@ class KeyStore:
             self._ensure(records, now)
             refusal = self._rotation_refusal(records, now, fresh=fresh)
             if refusal is None:
-                retire_after = now + self.policy.retire_margin
+                covered = max(signed_until or 0, now + self.policy.reload_window)
+                retire_after = covered + STS_LEEWAY_SECONDS
                 for i, r in enumerate(records):
                     if r.state is KeyState.ACTIVE:
                         records[i] = replace(r, state=KeyState.RETIRING, retire_after=retire_after)
@@ -329,6 +358,21 @@ class KeyStore:
                 "(or, if the active key is compromised, `test-broker keys remove KID` now)"
             )
         return None
+
+    def extend_retirement(self, kid: str, until: int, *, blocking: bool = True) -> bool:
+        """Keep retiring key ``kid`` published through ``until``; True if that changed anything.
+
+        Never shortens, and does nothing to a key that is gone or not retiring: a running broker
+        calls it for tokens it signed before it noticed a rotation (broker/keyring.py), with
+        ``blocking=False`` so that a CLI generating an RSA key under the lock cannot stall the
+        event loop (BlockingIOError: try again at the next reload).
+        """
+        with self._locked(blocking=blocking) as records:
+            for i, r in enumerate(records):
+                if r.kid == kid and r.retire_after is not None and r.retire_after < until:
+                    records[i] = replace(r, retire_after=until)
+                    return True
+        return False
 
     def remove(self, kid: str, now: int) -> list[KeyRecord]:
         """Emergency kill switch: unpublish a key at once; tokens it signed stop verifying."""

@@ -90,6 +90,7 @@ class Minter:
         header = {"alg": active.alg, "kid": active.kid, "typ": "JWT"}
         claims = self.claims(req, ttl, now, f"{self._jti_prefix}{next(self._jti_counter):x}")
         token = jwt.encode(header, claims, snapshot.signing_key, algorithms=[active.alg])
+        self._ring.note_signed(active.kid, claims["exp"])  # keeps the key published (keyring.py)
         findings = sts_rules.check_token(
             header,
             claims,

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from broker.config import is_loopback_host
+from broker.config import is_loopback_host, issuer_path_problem
 from broker.sts_catalogue import (
     ALLOWED_ALGS,
     EC_ALGS,
@@ -212,6 +212,7 @@ def check_issuer_url(issuer: str) -> list[Finding]:
         add_house(out, "discovery.issuer_url", detail, fix)
         return out
     host_port = parts.netloc.rpartition("@")[2].rpartition("]")[2]  # past userinfo and IPv6
+    path_problem = issuer_path_problem(parts.path.removesuffix("/"))  # "ends with /" says it
     problems = [
         text
         for bad, text in (
@@ -223,6 +224,7 @@ def check_issuer_url(issuer: str) -> list[Finding]:
             ("?" in issuer, "has a query"),
             ("#" in issuer, "has a fragment"),
             (issuer.endswith("/"), "ends with '/'"),
+            (path_problem is not None, str(path_problem)),
         )
         if bad
     ]

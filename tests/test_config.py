@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,7 +70,44 @@ def test_bad_issuer_is_refused_with_the_fix(issuer: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "issuer", ["https://oidc.example.com", "https://oidc.example.com/tenant-a", "http://[::1]:9000"]
+    ("path", "expected"),
+    [
+        ("/a b", "path segment 'a b'"),
+        ("/tenant/../admin", "'..' path segment"),
+        ("/./tenant", "'.' path segment"),
+        ("/tenant//a", "empty path segment"),
+        ("/tenant\\a", "backslashes"),
+        ("/ten%61nt", "'%' escapes"),
+        ("/a%2Fb", "'%' escapes"),
+        ("/t:aud", "punctuation"),
+        ("/tenänt", "must be ASCII"),
+        ("/" + "a" * 250, "at most 255"),
+    ],
+)
+def test_issuer_paths_are_limited_to_what_iam_can_register(path: str, expected: str) -> None:
+    for base in ("https://oidc.example.com", "http://127.0.0.1:8080"):
+        with pytest.raises(ConfigError, match="oidc_issuer") as err:
+            load_settings(environ={}, oidc_issuer=base + path)
+        assert expected in str(err.value)
+
+
+def test_doctor_reports_an_issuer_path_with_the_config_rule() -> None:
+    from broker.sts_rules_issuer import check_issuer_url
+
+    (finding,) = check_issuer_url("https://oidc.example.com/tenant/../admin")
+    assert finding.rule == "discovery.issuer_url"
+    assert "'..' path segment" in finding.detail
+    assert check_issuer_url("https://oidc.example.com/tenant-a/b_c.d~e") == []
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "https://oidc.example.com",
+        "https://oidc.example.com/tenant-a",
+        "https://oidc.example.com/t/a_b.c~d",
+        "http://[::1]:9000",
+    ],
 )
 def test_good_issuers_are_accepted(issuer: str) -> None:
     assert load_settings(environ={}, oidc_issuer=issuer).oidc_issuer == issuer
@@ -118,6 +156,64 @@ def test_trusted_proxies_are_addresses_never_everyone(monkeypatch: pytest.Monkey
     assert ok.trusted_proxies == ["127.0.0.1", "10.0.0.0/8"]
     with pytest.raises(ConfigError, match=r"trusted_proxies.*'\*' is not an IP address"):
         load_settings(environ={}, trusted_proxies=["*"])
+
+
+@pytest.mark.parametrize(
+    "network",
+    ["0.0.0.0/0", "::/0", "10.1.2.3/0", "0.0.0.0/0.0.0.0", "::1/0", "::ffff:0:0/96", "::/1"],
+)
+def test_trusted_proxies_refuse_networks_that_cover_everyone(network: str) -> None:
+    with pytest.raises(ConfigError, match=r"trusted_proxies: .* covers every address"):
+        load_settings(environ={}, trusted_proxies=["127.0.0.1", network])
+
+
+def test_trusted_proxies_accept_real_proxy_networks() -> None:
+    proxies = ["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8", "::ffff:10.0.0.0/104"]
+    assert load_settings(environ={}, trusted_proxies=proxies).trusted_proxies == proxies
+
+
+def test_a_malformed_env_value_names_the_variable_and_the_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BROKER_TRUSTED_PROXIES", "notjson")
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={})
+    message = str(err.value)
+    assert "BROKER_TRUSTED_PROXIES is not valid JSON" in message
+    assert "JSON list of IP addresses or networks" in message
+    assert "TOML" not in message
+    cli = run_check(env={**os.environ, "BROKER_TRUSTED_PROXIES": "127.0.0.1"})
+    assert cli.returncode == 2
+    assert cli.stderr.startswith("error: invalid configuration: BROKER_TRUSTED_PROXIES is not")
+    assert len(cli.stderr.splitlines()) == 1
+
+
+RATES = ("mint_rate_per_second", "unauth_rate_per_second")
+BURSTS = ("mint_burst", "unauth_burst")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        *((f, v) for f in RATES for v in ("5e-324", "0", "-1", "nan", "inf", "1e309", "2e6")),
+        *((f, v) for f in BURSTS for v in ("0", "1000001", "1e400")),
+        ("key_reload_seconds", "5e-324"),
+    ],
+)
+def test_rate_settings_are_bounded(monkeypatch: pytest.MonkeyPatch, field: str, value: str) -> None:
+    var = f"BROKER_{field.upper()}"
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError, match=rf"{field}: .*\(env {var}\)"):
+        load_settings(environ={})
+
+
+def test_rate_bounds_are_accepted_at_their_ends() -> None:
+    slowest = load_settings(environ={}, mint_rate_per_second=0.001, unauth_rate_per_second=0.001)
+    assert slowest.mint_rate_per_second == 0.001
+    fastest = load_settings(
+        environ={}, mint_rate_per_second=1e6, mint_burst=1_000_000, unauth_burst=1_000_000
+    )
+    assert fastest.mint_burst == 1_000_000
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:

@@ -11,9 +11,12 @@ import time
 
 import jwt as pyjwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from broker.errors import Unauthorized
 from broker.federation import FederationProof
+from broker.logs import redact
 from tests.conftest import LiveBroker, StartBroker
 
 WALLET = re.compile(r"0x[0-9a-f]{40}")
@@ -147,3 +150,90 @@ def test_wallets_survive_a_restart(live_broker: StartBroker, tmp_path) -> None: 
     data = tmp_path / "shared"
     first = session(live_broker(data_dir=data), "carol")["wallet"]
     assert session(live_broker(data_dir=data), "carol")["wallet"] == first
+
+
+# -- one spelling per session bearer -----------------------------------------------------------
+
+FED = FederationProof(b"k" * 32, session_ttl=3600)
+VALID = FED.create_session("alice", now=1000).bearer
+BODY = VALID.removeprefix("fps_")
+
+
+RESPELLINGS = [
+    "tilde-inserted",
+    "plus-slash-alphabet",
+    "one-pad",
+    "two-pads",
+    "spare-bits-set",
+    "space",
+    "newline",
+    "upper-case-prefix",
+    "no-prefix",
+]
+
+
+def _respelled() -> list[str]:
+    """Other spellings of VALID, most of which Python's base64 decoder maps to the same bytes."""
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = last[last.index(BODY[-1]) + 1]  # same high bits, a spare low bit set
+    return [
+        f"fps_{BODY[:10]}~~~{BODY[10:]}",
+        "fps_" + BODY.replace("-", "+").replace("_", "/"),
+        f"{VALID}=",
+        f"{VALID}==",
+        f"{VALID[:-1]}{spare}",
+        f"fps_ {BODY}",
+        f"fps_{BODY}\n",
+        f"FPS_{BODY}",
+        BODY,
+    ]
+
+
+@pytest.mark.parametrize("bearer", _respelled(), ids=RESPELLINGS)
+def test_a_respelled_session_bearer_is_refused(bearer: str) -> None:
+    assert FED.resolve(VALID, now=1001).wallet  # the canonical spelling works
+    with pytest.raises(Unauthorized):
+        FED.resolve(bearer, now=1001)
+
+
+def _mutations() -> st.SearchStrategy[str]:
+    chars = st.characters(codec="utf-8") | st.sampled_from("+/=~.-_ A")
+    position = st.integers(min_value=0, max_value=len(VALID))
+    insert = st.tuples(position, st.text(chars, min_size=1, max_size=4)).map(
+        lambda pt: VALID[: pt[0]] + pt[1] + VALID[pt[0] :]
+    )
+    delete = st.tuples(position, st.integers(1, 4)).map(
+        lambda pn: VALID[: pn[0]] + VALID[pn[0] + pn[1] :]
+    )
+    replace_ = st.tuples(position, chars).map(
+        lambda pc: VALID[: pc[0]] + pc[1] + VALID[pc[0] + 1 :]
+    )
+    return insert | delete | replace_
+
+
+@settings(database=None, max_examples=500)  # database=None: no .hypothesis/ left in the tree
+@given(mutated=_mutations())
+def test_any_mutation_of_a_session_bearer_is_refused(mutated: str) -> None:
+    if mutated == VALID:
+        return
+    with pytest.raises(Unauthorized):
+        FED.resolve(mutated, now=1001)
+
+
+@settings(database=None)
+@given(proof=st.text(min_size=1).filter(lambda p: p != "invalid"), around=st.text())
+def test_every_working_session_bearer_is_redacted(proof: str, around: str) -> None:
+    bearer = FED.create_session(proof, now=1000).bearer
+    assert FED.resolve(bearer, now=1001)
+    assert bearer not in redact(f"{around}{bearer}{around}")
+
+
+def test_respelled_bearers_get_the_same_401_over_http(broker: LiveBroker) -> None:
+    bearer = session(broker)["session"]
+    body = bearer.removeprefix("fps_")
+    for other in (f"{bearer}=", "fps_" + body.replace("-", "+").replace("_", "/"), bearer + "~"):
+        if other == bearer:
+            continue
+        resp = broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {other}"})
+        assert (resp.status_code, resp.json()["error"]) == (401, "unauthorized")
+    assert mint(broker, bearer)["jwt"]  # the spelling the broker issued still works

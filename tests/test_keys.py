@@ -13,11 +13,9 @@ from click.testing import CliRunner
 from broker.cli import main
 from broker.discovery import CACHE_CONTROL
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
-from broker.keys import JWKS_CACHE_SECONDS, KeyPolicy, KeyState, KeyStore
+from broker.keys import JWKS_CACHE_SECONDS, MAX_TIME, KeyPolicy, KeyState, KeyStore
 
-POLICY = KeyPolicy(
-    algorithm="ES256", rsa_bits=2048, max_published=4, max_token_ttl=3600, reload_seconds=1.0
-)
+POLICY = KeyPolicy(algorithm="ES256", rsa_bits=2048, max_published=4, reload_seconds=1.0)
 NOW = 1_800_000_000
 # The first moment a next key created at NOW may be promoted (verifiers have seen it by then).
 READY = NOW + POLICY.promote_after
@@ -71,15 +69,53 @@ def test_kid_is_rfc7638_thumbprint(store: KeyStore) -> None:
 def test_rotate_promotes_the_already_published_next_key(store: KeyStore) -> None:
     old = store.snapshot()
     old_next = next(r.kid for r in old.records if r.state is KeyState.NEXT)
-    store.rotate(NOW + 100)
+    store.rotate(READY, signed_until=READY + 3600)
     new = store.snapshot()
     assert new.active.kid == old_next
     retiring = next(r for r in new.records if r.state is KeyState.RETIRING)
     assert retiring.kid == old.active.kid
-    # every token the old key signed (ttl <= 3600) is past exp + 300 s before it leaves the JWKS
-    assert retiring.retire_after is not None
-    assert retiring.retire_after >= NOW + 100 + 3600 + 300
+    # every token the old key signed is past exp + 300 s before it leaves the JWKS
+    assert retiring.retire_after == READY + 3600 + 300
     assert sorted(states(store).values()) == ["active", "next", "retiring"]
+
+
+def retire_after_of(store: KeyStore, kid: str) -> int | None:
+    return next(r.retire_after for r in store.records() if r.kid == kid)
+
+
+@pytest.mark.parametrize(
+    ("signed_until", "expected"),
+    [
+        (READY + 3593, READY + 3593 + 300),  # the largest exp signed, whatever the config's TTL
+        (None, READY + POLICY.reload_window + 300),  # nothing signed: until a broker reloads
+        (READY - 500, READY + POLICY.reload_window + 300),  # its tokens expired long ago
+    ],
+)
+def test_a_retiring_key_is_kept_for_the_largest_exp_signed_with_it(
+    store: KeyStore, signed_until: int | None, expected: int
+) -> None:
+    active = store.snapshot().active.kid
+    store.rotate(READY, signed_until=signed_until)
+    assert retire_after_of(store, active) == expected
+    assert POLICY.reload_window == 2  # ceil(key_reload_seconds) + 1
+
+
+def test_extend_retirement_only_ever_lengthens_a_retiring_key(store: KeyStore) -> None:
+    active = store.snapshot().active.kid
+    store.rotate(READY)
+    planned = retire_after_of(store, active)
+    assert planned is not None
+    assert store.extend_retirement(active, planned + 1000)
+    assert retire_after_of(store, active) == planned + 1000
+    assert not store.extend_retirement(active, planned)  # never shortens
+    assert retire_after_of(store, active) == planned + 1000
+    new_active = store.snapshot().active.kid
+    assert not store.extend_retirement(new_active, planned)  # not retiring: stays as it is
+    assert retire_after_of(store, new_active) is None
+    store.remove(active, READY)
+    before = store.records()
+    assert not store.extend_retirement(active, planned + 5000)  # gone: nothing to keep
+    assert store.records() == before
 
 
 def test_retiring_key_stays_published_until_its_time(store: KeyStore) -> None:
@@ -118,9 +154,7 @@ def test_remove_unknown_kid_names_the_known_ones(store: KeyStore) -> None:
 
 
 def test_rs256_keys_are_generated_with_the_configured_size(tmp_path: Path) -> None:
-    policy = KeyPolicy(
-        algorithm="RS256", rsa_bits=2048, max_published=4, max_token_ttl=300, reload_seconds=1
-    )
+    policy = KeyPolicy(algorithm="RS256", rsa_bits=2048, max_published=4, reload_seconds=1)
     s = KeyStore(tmp_path, policy)
     s.ensure(NOW)
     snap = s.snapshot()
@@ -227,16 +261,58 @@ def entry(**changes: object) -> dict[str, object]:
         {"keys": [entry(created_at="yesterday")]},
         {"keys": [entry(retire_after=1.5)]},
         {"keys": [entry(colour="red")]},
+        {"keys": [entry(created_at=10**30)]},
+        {"keys": [entry(created_at=-1)]},
+        {"keys": [entry(state="retiring", retire_after=MAX_TIME + 1)]},
+        {"keys": [entry(state="active", activated_at=2**63)]},
+        {"keys": [entry(kid="a", state="active"), entry(kid="b", state="active")]},
+        {"keys": [entry(kid="a"), entry(kid="b")]},
+        {"keys": [entry(kid="a", state="active"), entry(kid="a")]},
     ],
     ids=repr,
 )
 def test_a_hand_broken_state_file_is_a_key_store_error(store: KeyStore, doc: object) -> None:
     path = store.dir / "state.json"
     path.write_text(json.dumps(doc))
-    for read in (store.records, store.snapshot, lambda: store.rotate(READY)):
+    for read in (
+        store.records,
+        store.snapshot,
+        lambda: store.rotate(READY),
+        lambda: store.ensure(READY),
+        lambda: store.remove("abc", READY),
+        lambda: store.extend_retirement("abc", READY),
+    ):
         with pytest.raises(KeyStoreError, match=r"state\.json is corrupt .*restore it") as err:
             read()
         assert str(path) in err.value.message
+
+
+@pytest.mark.parametrize("state", ["active", "next"])
+def test_two_keys_in_one_state_are_corrupt_and_named(store: KeyStore, state: str) -> None:
+    path = store.dir / "state.json"
+    doc = json.loads(path.read_text())
+    for key in doc["keys"]:
+        key["state"] = state
+    path.write_text(json.dumps(doc))
+    with pytest.raises(KeyStoreError, match=rf"2 keys are {state} \(") as err:
+        store.records()
+    for kid in (k["kid"] for k in doc["keys"]):
+        assert kid in err.value.message
+
+
+def test_times_at_the_ends_of_the_range_are_read(store: KeyStore) -> None:
+    path = store.dir / "state.json"
+    doc = json.loads(path.read_text())
+    doc["keys"][0] |= {"created_at": 0}
+    doc["keys"][1] |= {"created_at": MAX_TIME}
+    path.write_text(json.dumps(doc))
+    assert sorted(r.created_at for r in store.records()) == [0, MAX_TIME]
+    listing = CliRunner().invoke(
+        main, ["keys", "list"], env={"BROKER_DATA_DIR": str(path.parents[1])}
+    )
+    assert listing.exit_code == 0, listing.output
+    assert "1970-01-01 00:00:00Z" in listing.output
+    assert "9999-12-31 23:59:59Z" in listing.output
 
 
 def test_a_missing_pem_is_a_key_store_error(store: KeyStore) -> None:

@@ -17,9 +17,7 @@ from broker.errors import KeyStoreError
 from broker.files import private_dir
 from broker.keys import KeyPolicy, KeyStore
 
-POLICY = KeyPolicy(
-    algorithm="ES256", rsa_bits=2048, max_published=4, max_token_ttl=3600, reload_seconds=1.0
-)
+POLICY = KeyPolicy(algorithm="ES256", rsa_bits=2048, max_published=4, reload_seconds=1.0)
 NOW = 1_800_000_000
 
 

@@ -12,7 +12,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from broker import credentials, store
 from broker.cli import main
+from broker.federation import FederationProof
 from broker.logs import redact
 from tests.conftest import free_loopback_url, spawn_broker
 
@@ -59,3 +61,24 @@ def test_a_full_session_logs_json_and_no_secret(tmp_path: Path) -> None:
 def test_redaction_covers_bearers_tokens_and_pem() -> None:
     text = "a otb_ci_abc_def b fps_xyz c eyJa.eyJb.sig d -----BEGIN EC PRIVATE KEY-----\nx\n-----END EC PRIVATE KEY-----"
     assert redact(text) == "a [redacted] b [redacted] c [redacted] d [redacted]"
+
+
+def test_redaction_covers_the_bearers_the_broker_really_issues(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path)
+    issued = [
+        credentials.add(
+            conn,
+            kind=kind,
+            name="logs",
+            scope_pattern=None,
+            max_ttl=300,
+            extra_tags={},
+            expires_at=None,
+            now=1000,
+        )[1]
+        for kind in credentials.KINDS
+    ]
+    conn.close()
+    issued.append(FederationProof(b"k" * 32, session_ttl=60).create_session("p", now=1).bearer)
+    for bearer in issued:
+        assert redact(f'auth "Bearer {bearer}", then') == 'auth "Bearer [redacted]", then'

@@ -151,3 +151,19 @@ def test_a_flood_of_fresh_addresses_does_not_wipe_anyones_debt() -> None:
     with pytest.raises(RateLimited):
         limiter.check("victim", 2.0)
     assert len(limiter) <= 50
+
+
+def test_retry_after_stays_finite_at_the_slowest_rate_allowed(live_broker: StartBroker) -> None:
+    # 5e-324 once overflowed math.ceil into a 500; config now bounds rates at 0.001/s.
+    broker = live_broker(unauth_burst=1, unauth_rate_per_second=0.001)
+    bad = {"Authorization": "Bearer fps_guess"}
+    assert broker.client.post(MINT, headers=bad).status_code == 401
+    refused = broker.client.post(MINT, headers=bad)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] == "1000"
+    limiter = RateLimiter(rate=0.001, burst=1, what="mints")
+    for _ in range(10_000):  # spends racing past the check (mint_api.py) drive it negative
+        limiter.spend("k", 0.0)
+    with pytest.raises(RateLimited) as err:
+        limiter.check("k", 0.0)
+    assert err.value.retry_after == 10_000_000

@@ -348,6 +348,8 @@ CASES = [
     Case("discovery.issuer_url", "fragment", issuer(ISSUER + "#f"), REJECT),
     Case("discovery.issuer_url", "public http", issuer("http://broker.example.com"), REJECT),
     Case("discovery.issuer_url", "not a URL", issuer("broker"), REJECT),
+    Case("discovery.issuer_url", "dot-dot path", issuer(ISSUER + "/a/../b"), REJECT),
+    Case("discovery.issuer_url", "escaped path", issuer(ISSUER + "/a%2Fb"), REJECT),
     Case("discovery.issuer_url", "loopback http", issuer("http://127.0.0.1:8080"), HOUSE),
     Case("discovery.issuer_url", "localhost http", issuer("http://localhost:9123"), HOUSE),
     Case("discovery.issuer_url", "::1 http", issuer("http://[::1]:8080"), HOUSE),
