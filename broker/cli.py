@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -103,13 +103,10 @@ def _signed_until(settings: Settings, kid: str) -> int | None:
     """The largest exp the audit records show signed with ``kid``; None if none are known."""
     if not store.exists(settings.data_dir):
         return None
-    db = (settings.data_dir / store.DB_FILE).resolve()
-    # Read-only: `keys rotate` must not create, migrate or lock the database a broker writes.
-    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
-    try:
+    # Through store.connect like every other user of the database (it may migrate an old one;
+    # only SQLite ever opens the file, so this is safe beside a running broker).
+    with closing(store.connect(settings.data_dir)) as conn:
         return store.max_exp(conn, kid)
-    finally:
-        conn.close()
 
 
 class _KidCommand(click.Command):

@@ -325,11 +325,3 @@ def read_audit(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit {clause} ORDER BY seq", args)
     return [AuditRecord(*r) for r in rows]
-
-
-def max_exp(conn: sqlite3.Connection, kid: str) -> int | None:
-    """The largest exp the audit shows signed with ``kid``; None: none known.
-
-    A placeholder: audit rows carry no exp yet, so nothing is known.
-    """
-    return None
