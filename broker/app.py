@@ -40,6 +40,7 @@ from broker.errors import (
 )
 from broker.federation import FederationProof, load_secret
 from broker.files import private_dir
+from broker.http_limits import HttpLimits, protocol_class
 from broker.keyring import KeyRing
 from broker.keys import KeyPolicy, KeyStore
 from broker.logs import new_request_id, request_id
@@ -289,6 +290,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # Only a named proxy may say who the client is: rate limits and audit key on it.
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": settings.trusted_proxies or None,
+        # uvicorn bounds neither header size nor header/body time for httptools (http_limits.py).
+        "http": protocol_class(HttpLimits.from_settings(settings)),
     }
 
 
