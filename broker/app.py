@@ -40,6 +40,7 @@ from broker.errors import (
 )
 from broker.federation import FederationProof, load_secret
 from broker.files import private_dir
+from broker.http_limits import HttpLimits, protocol_class
 from broker.keyring import KeyRing
 from broker.keys import KeyPolicy, KeyStore
 from broker.logs import new_request_id, request_id
@@ -86,7 +87,7 @@ class Broker:
         store = key_store(settings)
         store.ensure(clock())
         self.ring = KeyRing(store, clock())
-        self.discovery = discovery_document(settings)
+        self.discovery = discovery_document(settings, self.ring.algorithms)
         federation = (
             FederationProof(load_secret(settings.data_dir), settings.session_ttl_seconds)
             if settings.federation_enabled
@@ -188,12 +189,21 @@ class Broker:
             if self.conn is not None:  # closing removes SQLite's -wal/-shm files now, not at GC
                 self.conn.close()
 
+    def _publish_discovery(self) -> None:
+        # Discovery lists the algs of the published keys (keyring.py); a key_algorithm switch
+        # publishes a new-alg key next to the old ones, and the last old key leaving drops its alg.
+        document = discovery_document(self.settings, self.ring.algorithms)
+        if document != self.discovery:
+            self.discovery = document
+            log.info("discovery now lists algorithms %s", list(self.ring.algorithms))
+
     async def _reload_keys(self) -> None:
         # A timer, not synchronisation: the CLI may rotate keys at any moment.
         while True:
             await asyncio.sleep(self.settings.key_reload_seconds)
             try:
                 if self.ring.refresh(self.clock()):
+                    self._publish_discovery()
                     self.conformant = self._self_check(at_start=False)
             except Exception:  # a dead reloader would silently ignore `keys remove`
                 log.exception("key reload failed; keeping the published keys, retrying")
@@ -279,6 +289,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
         # Only a named proxy may say who the client is: rate limits and audit key on it.
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": settings.trusted_proxies or None,
+        # uvicorn bounds neither header size nor header/body time for httptools (http_limits.py).
+        "http": protocol_class(HttpLimits.from_settings(settings)),
     }
 
 

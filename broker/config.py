@@ -210,6 +210,29 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16384, ge=256, le=1 << 20, description="Largest request body accepted."
     )
+    max_header_bytes: int = Field(
+        16384,
+        ge=1024,
+        le=1 << 20,
+        description="Largest request line plus headers accepted; a longer one gets 431.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        ge=0.1,
+        le=300,
+        description="Time to send the request line and headers, from connecting or from the "
+        "request's first byte; 408 after it.",
+    )
+    body_timeout_seconds: float = Field(
+        10.0, ge=0.1, le=300, description="Time to send a request body once its headers are in."
+    )
+    max_connections: int = Field(
+        512,
+        ge=8,
+        le=65536,
+        description="Open connections; at the cap a newcomer closes the one longest in its "
+        "headers (a slow client or an idle keep-alive), or gets 503 if every one is busy.",
+    )
     credential_minting: bool = Field(
         False, description="Mint for CI bearers and personal secrets (`test-broker credentials`)."
     )

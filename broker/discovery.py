@@ -22,7 +22,7 @@ JWKS_PATH = "/.well-known/jwks.json"
 # Short, so an emergency `keys remove` reaches caches within a minute.
 CACHE_SECONDS = 60  # how long a verifier (AWS STS) may keep the documents it fetched
 CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
-SUPPORTED_ALGORITHMS = ("ES256", "RS256")
+SUPPORTED_ALGORITHMS = ("ES256", "RS256")  # the order discovery lists them in
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,21 @@ def _render(doc: dict[str, Any]) -> StaticDocument:
     return StaticDocument(json.dumps(doc, separators=(",", ":")).encode())
 
 
-def discovery_document(settings: Settings) -> StaticDocument:
+def published_algorithms(public_keys: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The algs the JWKS holds keys for: what discovery may honestly claim to sign with."""
+    held = {k.get("alg") for k in public_keys}
+    return tuple(a for a in SUPPORTED_ALGORITHMS if a in held)
+
+
+def discovery_document(settings: Settings, algorithms: Sequence[str]) -> StaticDocument:
+    """``algorithms``: those of the published keys (a verifier may pin its allow-list on it)."""
     return _render(
         {
             "issuer": settings.oidc_issuer,
             "jwks_uri": settings.jwks_uri,
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": list(SUPPORTED_ALGORITHMS),
+            "id_token_signing_alg_values_supported": list(algorithms),
             "claims_supported": [
                 "iss",
                 "sub",

@@ -12,9 +12,12 @@
     ├── ScopeNotAllowed              scope_not_allowed       403
     ├── NotFound                     not_found               404
     ├── MethodNotAllowed             method_not_allowed      405
+    ├── RequestTimeout               request_timeout         408
     ├── BodyTooLarge                 body_too_large          413
+    ├── HeaderTooLarge               header_too_large        431
     ├── UnsupportedMediaType         unsupported_media_type  415
     ├── NotReady                     not_ready               503
+    ├── TooManyConnections           too_many_connections    503
     ├── CredentialNotFound           credential_not_found    404
     ├── CredentialExists             credential_exists       409
     ├── AuditUnavailable             audit_unavailable       503
@@ -128,6 +131,27 @@ class BodyTooLarge(BrokerError):
 
     code = "body_too_large"
     status = 413
+
+
+class RequestTimeout(BrokerError):
+    """The request line and headers, or the body, did not arrive within their time limit."""
+
+    code = "request_timeout"
+    status = 408
+
+
+class HeaderTooLarge(BrokerError):
+    """The request line and headers are above max_header_bytes."""
+
+    code = "header_too_large"
+    status = 431
+
+
+class TooManyConnections(BrokerError):
+    """The broker is at max_connections and none could be closed to make room; retry."""
+
+    code = "too_many_connections"
+    status = 503
 
 
 class UnsupportedMediaType(BrokerError):

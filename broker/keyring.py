@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from broker.discovery import StaticDocument, jwks_document
+from broker.discovery import StaticDocument, jwks_document, published_algorithms
 from broker.errors import KeyStoreError
 from broker.keys import STS_LEEWAY_SECONDS, KeySnapshot, KeyStore
 
@@ -27,7 +27,9 @@ class KeyRing:
         self.store = store
         self.snapshot = store.snapshot()
         self._published = self.snapshot.published(now)
-        self.jwks = jwks_document(self.snapshot.public_jwks(now))
+        public = self.snapshot.public_jwks(now)
+        self.jwks = jwks_document(public)
+        self.algorithms = published_algorithms(public)
         self._signed_until: dict[str, int] = {}
 
     def note_signed(self, kid: str, exp: int) -> None:
@@ -52,10 +54,12 @@ class KeyRing:
         published = snapshot.published(now)
         if snapshot is self.snapshot and published == self._published:
             return False
-        jwks: StaticDocument = jwks_document(snapshot.public_jwks(now))
+        public = snapshot.public_jwks(now)
+        jwks: StaticDocument = jwks_document(public)
         changed = jwks != self.jwks
         # Rebind, never mutate: a request in flight keeps a consistent (snapshot, jwks) pair.
         self.snapshot, self._published, self.jwks = snapshot, published, jwks
+        self.algorithms = published_algorithms(public)
         if changed:
             log.info("published keys now %s", [r.kid for r in published])
         return changed

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from joserfc import jwt
 
 from broker import sts_catalogue, sts_rules
-from broker.config import Settings
+from broker.config import TTL_HARD_CAP, Settings
 from broker.errors import StsRuleViolation, TtlTooLong
 from broker.keyring import KeyRing
 from broker.sts_catalogue import ROLES_CLAIM, TAGS_CLAIM
@@ -19,6 +19,14 @@ from broker.sts_catalogue import ROLES_CLAIM, TAGS_CLAIM
 CallerKind = Literal["fed", "ci", "dev"]
 # SeaweedFS reads session tags only from this flat claim (shared/seaweedfs.md).
 SEAWEEDFS_TAGS_CLAIM = f"{TAGS_CLAIM}/principal_tags"
+# iat and nbf are backdated by this much, so a verifier whose clock lags ours by up to it still
+# accepts a fresh token (PyJWT checks both with no leeway). exp stays mint time + the asked TTL.
+VERIFIER_CLOCK_LAG_SECONDS = 30
+
+
+def backdate(ttl: int) -> int:
+    """How far iat and nbf go back: the full lag, unless exp - iat would pass STS's 1 h."""
+    return max(0, min(VERIFIER_CLOCK_LAG_SECONDS, TTL_HARD_CAP - ttl))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +57,10 @@ class Minter:
         self._settings = settings
         self._ring = ring
         self._audiences = (settings.audience,)
+        # exp - iat is the TTL plus the backdating, and never above STS's 1 h ("Token too old").
+        self._max_lifetime = min(
+            settings.max_token_ttl_seconds + VERIFIER_CLOCK_LAG_SECONDS, TTL_HARD_CAP
+        )
         # jti must be unique, not secret: 96 random bits per process plus a counter.
         self._jti_prefix = secrets.token_urlsafe(12)
         self._jti_counter = itertools.count(1)
@@ -58,12 +70,13 @@ class Minter:
         tags = {s.scope_tag: [req.scope], s.caller_tag: [req.kind]}
         # An extra tag never replaces the broker's own (a case variant fails tags.duplicate_keys).
         tags.update({k: [v] for k, v in req.extra_tags.items() if k not in tags})
+        issued = now - backdate(ttl)
         claims = {
             "iss": s.oidc_issuer,
             "sub": s.sub_template.replace("{scope}", req.scope),
             "aud": s.audience,
-            "iat": now,
-            "nbf": now,
+            "iat": issued,
+            "nbf": issued,
             "exp": now + ttl,
             "jti": jti,
             # Upstream scripts decode the scope (their wallet) from this top-level claim.
@@ -98,7 +111,7 @@ class Minter:
             issuer=self._settings.oidc_issuer,
             audiences=self._audiences,
             now=now,
-            max_lifetime=self._settings.max_token_ttl_seconds,
+            max_lifetime=self._max_lifetime,
         )
         if self._settings.test_role_arn:
             findings += sts_rules.check_roles_claim(claims, role_arn=self._settings.test_role_arn)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveBroker, StartBroker
+from tests.conftest import LiveBroker, StartBroker, wait_until
+from tests.test_key_rotation import key_store, keys_published_an_hour_ago
 
 DISCOVERY = "/.well-known/openid-configuration"
 
@@ -25,7 +28,7 @@ def test_discovery_fields_match_design(broker: LiveBroker) -> None:
     assert doc["jwks_uri"] == f"{broker.url}/.well-known/jwks.json"
     assert doc["response_types_supported"] == ["id_token"]
     assert doc["subject_types_supported"] == ["public"]
-    assert set(doc["id_token_signing_alg_values_supported"]) == {"ES256", "RS256"}
+    assert doc["id_token_signing_alg_values_supported"] == ["ES256"]  # the default key's alg
     assert {"iss", "sub", "aud", "iat", "exp", "agentkeys_user_wallet"} <= set(
         doc["claims_supported"]
     )
@@ -89,3 +92,35 @@ def test_https_loopback_issuer_serves_over_tls(live_broker: StartBroker, tls_ca)
     broker = live_broker(tls=tls_ca)
     assert broker.url.startswith("https://127.0.0.1:")
     assert broker.client.get(DISCOVERY).json()["jwks_uri"] == f"{broker.url}/.well-known/jwks.json"
+
+
+def signing_algs(broker: LiveBroker) -> list[str]:
+    return broker.client.get(DISCOVERY).json()["id_token_signing_alg_values_supported"]  # type: ignore[no-any-return]
+
+
+def jwks_algs(broker: LiveBroker) -> set[str]:
+    return {k["alg"] for k in broker.client.get("/.well-known/jwks.json").json()["keys"]}
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_discovery_lists_only_the_algorithms_the_jwks_holds_keys_for(
+    live_broker: StartBroker, alg: str
+) -> None:
+    broker = live_broker(key_algorithm=alg)
+    assert signing_algs(broker) == [alg]
+    assert jwks_algs(broker) == {alg}
+
+
+def test_discovery_lists_a_second_algorithm_once_a_key_of_it_is_published(
+    live_broker: StartBroker, tmp_path: Path
+) -> None:
+    # An ES256 broker switched to RS256: the rotation publishes an RS256 next key while the
+    # ES256 keys stay (active and retiring), so discovery must list both, and change its ETag.
+    data = keys_published_an_hour_ago(tmp_path / "data", "ES256")
+    broker = live_broker(key_algorithm="RS256", data_dir=data)
+    assert signing_algs(broker) == ["ES256"]
+    etag = broker.client.get(DISCOVERY).headers["etag"]
+    key_store(data, "RS256").rotate(int(time.time()))
+    wait_until(lambda: jwks_algs(broker) == {"ES256", "RS256"})
+    assert signing_algs(broker) == ["ES256", "RS256"]
+    assert broker.client.get(DISCOVERY, headers={"If-None-Match": etag}).status_code == 200

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 
 import jwt as pyjwt
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from broker.errors import Unauthorized
 from broker.federation import FederationProof
 from broker.logs import redact
+from broker.mint import VERIFIER_CLOCK_LAG_SECONDS as LAG
 from tests.conftest import LiveBroker, StartBroker
 
 WALLET = re.compile(r"0x[0-9a-f]{40}")
@@ -86,7 +88,7 @@ def test_mint_response_fields_and_claims(broker: LiveBroker) -> None:
     assert claims["exp"] == body["expiration"]
     for name in ("iat", "nbf", "exp"):
         assert type(claims[name]) is int
-    assert claims["exp"] - claims["iat"] == 300
+    assert claims["exp"] - claims["iat"] == 300 + LAG
     assert abs(claims["iat"] - time.time()) < 60
     assert claims[TAGS] == {
         "principal_tags": {"agentkeys_user_wallet": [wallet], "caller": ["fed"]},
@@ -117,7 +119,7 @@ def test_ttl_can_be_shortened_and_is_capped(live_broker: StartBroker) -> None:
     auth = {"Authorization": f"Bearer {session(broker)['session']}"}
     short = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 120})
     claims = verify(broker, short.json()["jwt"])
-    assert claims["exp"] - claims["iat"] == 120  # type: ignore[operator]
+    assert claims["exp"] - claims["iat"] == 120 + LAG  # type: ignore[operator]
     long = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 900})
     assert (long.status_code, long.json()["error"]) == (400, "ttl_too_long")
     beyond_aws = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 3601})
@@ -237,3 +239,46 @@ def test_respelled_bearers_get_the_same_401_over_http(broker: LiveBroker) -> Non
         resp = broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": f"Bearer {other}"})
         assert (resp.status_code, resp.json()["error"]) == (401, "unauthorized")
     assert mint(broker, bearer)["jwt"]  # the spelling the broker issued still works
+
+
+def lagging_verifier(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """PyJWT's clock (datetime.now in jwt.api_jwt) runs ``seconds`` behind the broker's."""
+
+    class Lagging(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> Lagging:  # type: ignore[override]
+            return cls.fromtimestamp(time.time() - seconds, tz=UTC)
+
+    monkeypatch.setattr(pyjwt.api_jwt, "datetime", Lagging)
+
+
+def test_a_verifier_whose_clock_lags_by_less_than_the_tolerance_accepts_a_fresh_token(
+    broker: LiveBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = str(mint(broker, session(broker)["session"])["jwt"])
+    lagging_verifier(monkeypatch, LAG - 1)
+    claims = verify(broker, token)  # PyJWT, zero leeway: iat and nbf must not be in its future
+    assert claims["iat"] == claims["nbf"]
+
+
+def test_the_clock_lag_tolerance_is_real_a_verifier_lagging_far_more_refuses(
+    broker: LiveBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The control for the test above: the monkeypatched clock is what PyJWT judges by.
+    token = str(mint(broker, session(broker)["session"])["jwt"])
+    lagging_verifier(monkeypatch, LAG + 600)
+    with pytest.raises(pyjwt.ImmatureSignatureError):
+        verify(broker, token)
+
+
+def test_a_token_of_the_longest_ttl_keeps_exp_minus_iat_within_the_hour(
+    broker: LiveBroker,
+) -> None:
+    # Backdating iat never pushes a token past STS's "Token too old" hour; exp is as asked.
+    auth = {"Authorization": f"Bearer {session(broker)['session']}"}
+    before = int(time.time())
+    resp = broker.client.post("/v1/mint-oidc-jwt", headers=auth, json={"ttl_seconds": 3600})
+    assert resp.status_code == 200, resp.text
+    claims = verify(broker, resp.json()["jwt"])
+    assert claims["exp"] - claims["iat"] == 3600  # type: ignore[operator]
+    assert claims["exp"] >= before + 3600  # type: ignore[operator]

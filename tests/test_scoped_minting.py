@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from broker import credentials, store
 from broker.cli import main
+from broker.mint import VERIFIER_CLOCK_LAG_SECONDS as LAG
 from tests.conftest import LiveBroker, StartBroker
 from tests.test_credentials import cli, mint
 
@@ -88,7 +89,7 @@ def test_ttl_above_the_credential_cap_is_refused(broker: LiveBroker, ci_secret: 
     resp = mint(broker, ci_secret, scope="ci/web/pr-1/run-1", ttl_seconds=1800)
     assert (resp.status_code, resp.json()["error"]) == (400, "ttl_too_long")
     ok = claims(mint(broker, ci_secret, scope="ci/web/pr-1/run-1", ttl_seconds=900))
-    assert ok["exp"] - ok["iat"] == 900  # type: ignore[operator]
+    assert ok["exp"] - ok["iat"] == 900 + LAG  # type: ignore[operator]
 
 
 def test_dev_gets_its_home_by_default_and_sub_prefixes(broker: LiveBroker) -> None:
@@ -112,7 +113,7 @@ def test_without_a_ttl_a_low_capped_caller_gets_its_cap(broker: LiveBroker) -> N
     )
     secret = str(added["secret"])
     token = claims(mint(broker, secret))
-    assert token["exp"] - token["iat"] == 120  # type: ignore[operator]
+    assert token["exp"] - token["iat"] == 120 + LAG  # type: ignore[operator]
 
 
 def test_extra_tags_never_replace_the_scope_or_caller_tag(broker: LiveBroker) -> None:
