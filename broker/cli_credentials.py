@@ -20,12 +20,9 @@ from broker.errors import InvalidRequest
 from broker.sts_rules import tag_chars_ok
 
 
-def _connect(
-    config_file: Path | None, *, create: bool = False
-) -> tuple[sqlite3.Connection, Settings]:
+def _connect(settings: Settings, *, create: bool = False) -> sqlite3.Connection:
     from broker.files import private_dir
 
-    settings = load_settings(config_file)
     if not create and not store.exists(settings.data_dir):
         # A wrong --config would otherwise quietly create and read an empty store.
         raise ConfigError(
@@ -33,7 +30,7 @@ def _connect(
             "BROKER_DATA_DIR (`credentials add` or `serve` creates it)"
         )
     private_dir(settings.data_dir)
-    return store.connect(settings.data_dir), settings
+    return store.connect(settings.data_dir)
 
 
 def _show(info: credentials.CredentialInfo, secret: str | None, as_json: bool) -> None:
@@ -124,19 +121,22 @@ def add(
       test-broker credentials add --kind ci --name web --scope-pattern 'ci/web/pr-*/run-*' --json
       test-broker credentials add --kind dev --name alice --max-ttl 900
     """
-    conn, settings = _connect(config_file, create=True)
+    settings = load_settings(config_file)
     cap = settings.max_token_ttl_seconds
     now = int(time.time())
     if max_ttl is not None and not 60 <= max_ttl <= cap:
         raise InvalidRequest(f"--max-ttl must be between 60 and {cap} (max_token_ttl_seconds)")
-    with closing(conn):
+    extra_tags = _tags(tag_pairs, settings)
+    credentials.check_mintable(settings, kind=kind, name=name, extra_tags=extra_tags, now=now)
+    # Only now, so that refused input leaves no database behind.
+    with closing(_connect(settings, create=True)) as conn:
         info, secret = credentials.add(
             conn,
             kind=kind,
             name=name,
             scope_pattern=scope_pattern,
             max_ttl=max_ttl or cap,
-            extra_tags=_tags(tag_pairs, settings),
+            extra_tags=extra_tags,
             expires_at=None if expires_in_days is None else now + expires_in_days * 86400,
             now=now,
         )
@@ -154,8 +154,7 @@ def list_(config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker credentials list --json
     """
-    conn, _ = _connect(config_file)
-    with closing(conn):
+    with closing(_connect(load_settings(config_file))) as conn:
         infos = [credentials.CredentialInfo.of(r) for r in store.list_credentials(conn)]
     if as_json:
         click.echo(json.dumps({"credentials": [asdict(i) for i in infos]}, indent=2))
@@ -175,8 +174,7 @@ def revoke(ref: str, config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker credentials revoke web
     """
-    conn, _ = _connect(config_file)
-    with closing(conn):
+    with closing(_connect(load_settings(config_file))) as conn:
         info = credentials.revoke(conn, ref, int(time.time()))
     _show(info, None, as_json)
 
@@ -199,8 +197,8 @@ def rotate(ref: str, grace: int | None, config_file: Path | None, as_json: bool)
     Example:
       test-broker credentials rotate web --grace 3600
     """
-    conn, settings = _connect(config_file)
-    with closing(conn):
+    settings = load_settings(config_file)
+    with closing(_connect(settings)) as conn:
         chosen = settings.rotation_grace_seconds if grace is None else grace
         info, secret = credentials.rotate(conn, ref, chosen, int(time.time()))
     _show(info, secret, as_json)
@@ -223,8 +221,7 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
       test-broker audit --since 2026-11-23T00:00:00Z --caller ci
     """
     start = _parse_since(since)  # before touching the store: bad input changes nothing
-    conn, _ = _connect(config_file)
-    with closing(conn):
+    with closing(_connect(load_settings(config_file))) as conn:
         records = store.read_audit(conn, since=start, caller=caller)
         refusals = [] if caller is not None else store.read_refusals(conn, since=start)
     if as_json:

@@ -18,7 +18,15 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from broker import store
-from broker.errors import CredentialDamaged, CredentialExists, CredentialNotFound, Unauthorized
+from broker.config import Settings
+from broker.errors import (
+    CredentialDamaged,
+    CredentialExists,
+    CredentialNotFound,
+    InvalidRequest,
+    Unauthorized,
+)
+from broker.mint import MintRequest, issue_findings
 from broker.scopes import Allowance, allowance_for
 
 SECRET_PREFIX = "otb_"  # noqa: S105 - a prefix, not a secret
@@ -147,6 +155,22 @@ def _extra_tags(text: str) -> dict[str, str] | None:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
         return None
     return tags
+
+
+def check_mintable(
+    settings: Settings, *, kind: Kind, name: str, extra_tags: Mapping[str, str], now: int
+) -> None:
+    """Refuse now a credential that every mint would refuse (too many or too long tags)."""
+    smallest = MintRequest(
+        kind=kind, caller_id="", scope=f"{kind}/{name}", max_ttl=60, extra_tags=extra_tags
+    )
+    findings = issue_findings(settings, smallest, now)
+    if findings:
+        first = findings[0]
+        raise InvalidRequest(
+            f"every token for this credential would break STS rule {first.rule}: "
+            f"{first.detail} ({first.fix})"
+        )
 
 
 def add(

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from joserfc import jwt
+from joserfc.jwk import ECKey
 
 from broker import sts_catalogue, sts_rules
 from broker.config import TTL_HARD_CAP, Settings
 from broker.errors import StsRuleViolation, TtlTooLong
 from broker.keyring import KeyRing
-from broker.sts_catalogue import ROLES_CLAIM, TAGS_CLAIM
+from broker.sts_catalogue import ROLES_CLAIM, TAGS_CLAIM, Finding
 
 CallerKind = Literal["fed", "ci", "dev"]
 # SeaweedFS reads session tags only from this flat claim (shared/seaweedfs.md).
@@ -52,6 +54,62 @@ class MintResult:
     principal_tags: dict[str, list[str]]
 
 
+def token_claims(s: Settings, req: MintRequest, ttl: int, now: int, jti: str) -> dict[str, Any]:
+    """The claims of one token (header and signature aside)."""
+    tags = {s.scope_tag: [req.scope], s.caller_tag: [req.kind]}
+    # An extra tag never replaces the broker's own (a case variant fails tags.duplicate_keys).
+    tags.update({k: [v] for k, v in req.extra_tags.items() if k not in tags})
+    issued = now - backdate(ttl)
+    claims = {
+        "iss": s.oidc_issuer,
+        "sub": s.sub_template.replace("{scope}", req.scope),
+        "aud": s.audience,
+        "iat": issued,
+        "nbf": issued,
+        "exp": now + ttl,
+        "jti": jti,
+        # Upstream scripts decode the scope (their wallet) from this top-level claim.
+        s.scope_tag: req.scope,
+        TAGS_CLAIM: {"principal_tags": tags, "transitive_tag_keys": [s.scope_tag]},
+    }
+    if s.test_role_arn:
+        # STS enforces the pin before the trust policy: even a production role that wrongly
+        # trusted this issuer cannot be assumed with these tokens.
+        claims[ROLES_CLAIM] = [s.test_role_arn]
+    if s.seaweedfs_tags_claim:
+        claims[SEAWEEDFS_TAGS_CLAIM] = tags
+    return claims
+
+
+_JTI_LENGTH = 17  # Minter: 16 characters of prefix and at least one hex digit
+
+
+def issue_findings(settings: Settings, req: MintRequest, now: int) -> list[Finding]:
+    """The STS rules that even the smallest token for ``req``'s caller would break.
+
+    Checked when a credential is issued, so one that every mint would refuse (60 tags, say) is
+    refused then, not at each mint. The smallest token: the shortest TTL and ``req.scope`` (the
+    caller's home, which every scope it may have contains). Signed with a throwaway ES256 key; the
+    length is corrected to the configured algorithm's signature.
+    """
+    claims = token_claims(settings, req, 60, now, "j" * _JTI_LENGTH)
+    header = {"alg": settings.key_algorithm, "kid": "k" * 43, "typ": "JWT"}
+    throwaway = ECKey.generate_key("P-256", private=True)
+    token = jwt.encode(header | {"alg": "ES256"}, claims, throwaway, algorithms=["ES256"])
+    # A compact JWS signature: ES256 is r || s (64 bytes), RS256 as long as the modulus.
+    signature = 64 if settings.key_algorithm == "ES256" else settings.rsa_key_bits // 8
+    length = token.rindex(".") + 1 + math.ceil(signature * 4 / 3)
+    findings = sts_rules.check_token(
+        header,
+        claims,
+        token_length=length,
+        issuer=settings.oidc_issuer,
+        audiences=(settings.audience,),
+        now=now,
+    )
+    return sts_catalogue.blocking(findings)
+
+
 class Minter:
     def __init__(self, settings: Settings, ring: KeyRing) -> None:
         self._settings = settings
@@ -65,32 +123,6 @@ class Minter:
         self._jti_prefix = secrets.token_urlsafe(12)
         self._jti_counter = itertools.count(1)
 
-    def claims(self, req: MintRequest, ttl: int, now: int, jti: str) -> dict[str, Any]:
-        s = self._settings
-        tags = {s.scope_tag: [req.scope], s.caller_tag: [req.kind]}
-        # An extra tag never replaces the broker's own (a case variant fails tags.duplicate_keys).
-        tags.update({k: [v] for k, v in req.extra_tags.items() if k not in tags})
-        issued = now - backdate(ttl)
-        claims = {
-            "iss": s.oidc_issuer,
-            "sub": s.sub_template.replace("{scope}", req.scope),
-            "aud": s.audience,
-            "iat": issued,
-            "nbf": issued,
-            "exp": now + ttl,
-            "jti": jti,
-            # Upstream scripts decode the scope (their wallet) from this top-level claim.
-            s.scope_tag: req.scope,
-            TAGS_CLAIM: {"principal_tags": tags, "transitive_tag_keys": [s.scope_tag]},
-        }
-        if s.test_role_arn:
-            # STS enforces the pin before the trust policy: even a production role that wrongly
-            # trusted this issuer cannot be assumed with these tokens.
-            claims[ROLES_CLAIM] = [s.test_role_arn]
-        if s.seaweedfs_tags_claim:
-            claims[SEAWEEDFS_TAGS_CLAIM] = tags
-        return claims
-
     def mint(self, req: MintRequest, *, ttl: int | None, now: int) -> MintResult:
         if ttl is None:  # the default never exceeds what this caller may have
             ttl = min(self._settings.token_ttl_seconds, req.max_ttl)
@@ -101,7 +133,8 @@ class Minter:
         snapshot = self._ring.snapshot
         active = snapshot.active
         header = {"alg": active.alg, "kid": active.kid, "typ": "JWT"}
-        claims = self.claims(req, ttl, now, f"{self._jti_prefix}{next(self._jti_counter):x}")
+        jti = f"{self._jti_prefix}{next(self._jti_counter):x}"
+        claims = token_claims(self._settings, req, ttl, now, jti)
         token = jwt.encode(header, claims, snapshot.signing_key, algorithms=[active.alg])
         self._ring.note_signed(active.kid, claims["exp"])  # keeps the key published (keyring.py)
         findings = sts_rules.check_token(

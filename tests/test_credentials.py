@@ -264,3 +264,58 @@ def test_a_credential_damaged_outside_the_cli_is_refused_and_recorded(broker: Li
     with closing(sqlite3.connect(data / "broker.sqlite3")) as conn:
         rows = conn.execute("SELECT caller_id, result FROM audit ORDER BY seq").fetchall()
     assert rows[0] == (added["id"], "credential_damaged")
+
+
+@pytest.mark.parametrize(
+    ("tags", "rule"),
+    [
+        ([f"t{i}=v" for i in range(60)], "tags.count"),  # 60 + the scope and caller tags
+        ([f"t{i}=v" for i in range(49)], "tags.count"),  # 51: one past STS's 50
+        ([f"{'k' * 120}{i:03d}={'v' * 256}" for i in range(45)], "token.length"),
+    ],
+    ids=["60-tags", "51-tags-in-all", "tags-too-long-for-a-token"],
+)
+def test_a_credential_every_mint_would_refuse_is_refused_when_added(
+    tmp_path: Path, tags: list[str], rule: str
+) -> None:
+    args = ["credentials", "add", "--kind", "dev", "--name", "alice", "--json"]
+    args += [arg for tag in tags for arg in ("--tag", tag)]
+    result = CliRunner().invoke(main, args, env={"BROKER_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    refusal = json.loads(result.output)
+    assert refusal["error"] == "invalid_request"
+    assert f"rule {rule}" in refusal["message"]
+    assert not (tmp_path / "broker.sqlite3").exists()  # refused before touching the store
+
+
+def test_a_credential_with_the_most_tags_sts_takes_is_added_and_mints(
+    broker: LiveBroker,
+) -> None:
+    tags = [arg for i in range(48) for arg in ("--tag", f"t{i}=v")]  # 48 + scope + caller = 50
+    added = cli(
+        broker.settings.data_dir, "credentials", "add", "--kind", "dev", "--name", "a", *tags
+    )
+    minted = mint(broker, str(added["secret"]))
+    assert minted.status_code == 200, minted.text
+    assert len(minted.json()["principal_tags"]) == 50
+
+
+def test_the_issue_time_token_length_matches_a_real_token(broker: LiveBroker) -> None:
+    from broker.mint import MintRequest, issue_findings
+
+    long_tags = {f"{'k' * 100}{i:03d}": "v" * 200 for i in range(40)}
+    tags = [arg for k, v in long_tags.items() for arg in ("--tag", f"{k}={v}")]
+    added = cli(
+        broker.settings.data_dir, "credentials", "add", "--kind", "dev", "--name", "b", *tags
+    )
+    token = mint(broker, str(added["secret"]), ttl_seconds=60).json()["jwt"]
+    # the same token, checked at issue time, is exactly as long: a 20 000 limit just below it
+    # refuses, one at it accepts
+    req = MintRequest(kind="dev", caller_id="", scope="dev/b", max_ttl=60, extra_tags=long_tags)
+    import broker.sts_rules as rules
+
+    for limit, refused in ((len(token) - 1, True), (len(token), False)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(rules, "MAX_TOKEN_LENGTH", limit)
+            found = [f.rule for f in issue_findings(broker.settings, req, int(time.time()))]
+        assert ("token.length" in found) is refused
