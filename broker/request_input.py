@@ -21,6 +21,7 @@ from broker.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from broker.scopes import MAX_SCOPE, SCOPE_PATTERN
 
 # RFC 6750 b64token; the scheme is case-insensitive.
 _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
@@ -53,7 +54,13 @@ TtlSeconds = Annotated[
 
 
 class MintBody(StrictBody):
-    scope: str | None = Field(None, max_length=256, description="Requested scope (CI, dev).")
+    # The pattern is documented, not validated here: check_scope answers scope_malformed.
+    scope: str | None = Field(
+        None,
+        max_length=MAX_SCOPE,
+        description="Requested scope (CI, dev).",
+        json_schema_extra={"pattern": SCOPE_PATTERN},
+    )
     ttl_seconds: TtlSeconds | None = Field(None, description="Requested token lifetime in seconds.")
 
 
