@@ -26,9 +26,10 @@ from typing import Any
 
 import httpx
 
-from broker import credentials, store
-from broker.cli_common import table
+from broker.callers import credentials
+from broker.cli.common import table
 from broker.errors import Unauthorized
+from broker.store import sqlite as store
 from tests.conftest import free_loopback_url, spawn_broker
 
 ROOT = Path(__file__).resolve().parent.parent

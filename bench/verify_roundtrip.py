@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from broker.cli_common import table
-from broker.verify import Target, Verifier, asserted_probe, federation_token
+from broker.aws.verify import Target, Verifier, asserted_probe, federation_token
+from broker.cli.common import table
 from tests.seaweed_harness import BUCKET, seaweed_stack
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,9 +20,9 @@ import pytest
 import trustme
 import uvicorn
 
-from broker.app import WellKnownFront, create_app, server_options
 from broker.config import Settings, load_settings
-from broker.store import DB_FILES
+from broker.server.app import WellKnownFront, create_app, server_options
+from broker.store.sqlite import DB_FILES
 
 
 def _only_sqlite_opens_its_files(event: str, args: tuple[Any, ...]) -> None:

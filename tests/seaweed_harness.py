@@ -30,10 +30,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 from mypy_boto3_s3 import S3Client
 
-from broker import policy
-from broker.app import key_store
+from broker.aws import policy
+from broker.aws.verify import PROBE_OBJECT
 from broker.config import Settings, load_settings
-from broker.verify import PROBE_OBJECT
+from broker.server.app import key_store
 from tests.conftest import LiveBroker, free_socket, serving
 
 WEED = Path(sys.executable).parent / "weed"

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from broker.app import key_store
-from broker.cli import main
-from broker.mint import SEAWEEDFS_TAGS_CLAIM
-from broker.sts_catalogue import TAGS_CLAIM
-from broker.verify import token_claims
+from broker.aws.verify import token_claims
+from broker.cli.main import main
+from broker.server.app import key_store
+from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.sts.catalogue import TAGS_CLAIM
 from tests.conftest import wait_until
 from tests.integration.conftest import VerifyRun, write_token
 from tests.seaweed_harness import (
@@ -34,7 +34,7 @@ from tests.seaweed_harness import (
     UNTAGGED_TRUST_ROLE,
     SeaweedStack,
 )
-from tests.test_upstream_script import run_upstream_proof
+from tests.server.test_upstream_script import run_upstream_proof
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,88 @@
+"""Who a bearer is and what it may mint: one decision for every caller kind.
+
+``fps_…`` is a federation-proof session (its wallet is its only scope), ``otb_…`` a CI or
+personal credential (a scope inside its allowance). Anything else, or a kind that is not
+enabled, is the same Unauthorized.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from broker.callers import credentials
+from broker.callers.federation import SESSION_PREFIX, FederationProof
+from broker.callers.scopes import check_scope
+from broker.config import Settings
+from broker.errors import ScopeMalformed, ScopeNotAllowed, StoreUnavailable, Unauthorized
+from broker.server.mint import CallerKind, MintRequest
+
+
+class Callers:
+    def __init__(
+        self,
+        settings: Settings,
+        federation: FederationProof | None,
+        conn: sqlite3.Connection | None,
+    ) -> None:
+        self._max_ttl = settings.max_token_ttl_seconds
+        self.federation = federation
+        self._conn = conn
+
+    @property
+    def enabled(self) -> bool:
+        return self.federation is not None or self._conn is not None
+
+    def authenticate(self, bearer: str, now: int) -> Who:
+        if bearer.startswith(SESSION_PREFIX) and self.federation is not None:
+            session = self.federation.resolve(bearer, now)
+            return Who(kind="fed", caller_id=session.wallet, credential=None)
+        if credentials.is_credential_bearer(bearer) and self._conn is not None:
+            try:
+                caller = credentials.authenticate(self._conn, bearer, now)
+            except sqlite3.Error as exc:  # locked, I/O error, damaged file: not the caller's fault
+                raise StoreUnavailable(f"credential store unavailable ({exc}); try again") from None
+            return Who(kind=caller.kind, caller_id=caller.id, credential=caller)
+        raise Unauthorized()
+
+    def authorize(self, who: Who, scope: str | None) -> MintRequest:
+        """The mint request ``who`` may make for ``scope``; refused, never narrowed."""
+        caller = who.credential
+        if caller is None:  # a federation session: its wallet is its only scope
+            if scope is not None and scope != who.caller_id:
+                raise ScopeNotAllowed(
+                    f"a federation-proof session may only mint its own wallet {who.caller_id}; "
+                    "omit 'scope' or send that value"
+                )
+            return MintRequest(
+                kind="fed", caller_id=who.caller_id, scope=who.caller_id, max_ttl=self._max_ttl
+            )
+        caller.check_intact()
+        if scope is None:
+            if caller.kind == "ci":
+                raise ScopeMalformed(
+                    f"a CI bearer must ask for a scope matching {caller.allowance.pattern}"
+                )
+            scope = caller.home
+        check_scope(scope)
+        if not caller.allowance.allows(scope):
+            raise ScopeNotAllowed(
+                f"scope {scope!r} is outside this credential's allowance "
+                f"{caller.allowance.pattern!r}; ask for a scope inside it"
+            )
+        return MintRequest(
+            kind=caller.kind,
+            caller_id=caller.id,
+            scope=scope,
+            max_ttl=min(caller.max_ttl, self._max_ttl),
+            extra_tags=caller.extra_tags,
+        )
+
+
+@dataclass(frozen=True)
+class Who:
+    """An authenticated caller, before it is known what it asks for."""
+
+    kind: CallerKind
+    caller_id: str
+    credential: credentials.Caller | None

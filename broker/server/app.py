@@ -1,0 +1,333 @@
+"""``create_app(settings)``: the ASGI application.
+
+Two layers: a tiny ASGI front serves the two well-known documents from precomputed bytes (AWS STS
+fetches them; nothing else should sit on that path), and Starlette serves the rest. Routes of a
+caller kind that is not enabled are not mounted at all, so they answer exactly like unknown routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from broker.callers.federation import FederationProof, load_secret
+from broker.callers.gate import Callers
+from broker.config import Settings
+from broker.errors import (
+    BrokerError,
+    IssuerNotConformant,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    RateLimited,
+    Unauthorized,
+)
+from broker.server import openapi
+from broker.server.audit import AuditLog
+from broker.server.discovery import DISCOVERY_PATH, JWKS_PATH, discovery_document
+from broker.server.http_limits import HttpLimits, protocol_class
+from broker.server.keyring import KeyRing
+from broker.server.logs import new_request_id, request_id
+from broker.server.metrics import CONTENT_TYPE, Metrics
+from broker.server.mint import Minter
+from broker.server.mint_api import MintApi
+from broker.server.wellknown import WellKnownFront
+from broker.store.files import private_dir
+from broker.store.keys import KeyPolicy, KeyStore
+from broker.store.sqlite import connect
+from broker.sts.catalogue import Severity
+
+log = logging.getLogger("broker")
+Clock = Callable[[], int]
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def key_store(settings: Settings) -> KeyStore:
+    policy = KeyPolicy(
+        algorithm=settings.key_algorithm,
+        rsa_bits=settings.rsa_key_bits,
+        max_published=settings.max_published_keys,
+        reload_seconds=settings.key_reload_seconds,
+    )
+    return KeyStore(settings.data_dir, policy)
+
+
+def error_response(err: BrokerError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+
+
+NOT_FOUND = NotFound("no such route; the API is described at /openapi.json")
+
+
+class Broker:
+    """Everything a running broker holds, built once from Settings."""
+
+    def __init__(self, settings: Settings, clock: Clock = _now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics()
+        private_dir(settings.data_dir)
+        store = key_store(settings)
+        store.ensure(clock())
+        self.ring = KeyRing(store, clock())
+        self.discovery = discovery_document(settings, self.ring.algorithms)
+        federation = (
+            FederationProof(load_secret(settings.data_dir), settings.session_ttl_seconds)
+            if settings.federation_enabled
+            else None
+        )
+        self.conn = connect(settings.data_dir) if settings.credential_minting else None
+        self.callers = Callers(settings, federation, self.conn)
+        self.audit = AuditLog(settings.data_dir)
+        self.conformant = self._self_check(at_start=True)
+        self.api = MintApi(
+            settings, self.callers, Minter(settings, self.ring), self.audit, self.metrics, clock
+        )
+
+    def _self_check(self, *, at_start: bool) -> bool:
+        """Run doctor's issuer rules on our own documents: fatal refuses start, rest warns."""
+        from broker.doctor.diagnose import is_fatal, self_check
+
+        findings = self_check(
+            json.loads(self.discovery.body),
+            json.loads(self.ring.jwks.body),
+            self.settings.oidc_issuer,
+        )
+        fatal = [f for f in findings if is_fatal(f)]
+        for f in findings:
+            # House notes on a loopback issuer ("AWS cannot reach it") are expected, not news.
+            quiet = self.settings.issuer_is_loopback and f.severity is Severity.HOUSE
+            level = logging.ERROR if is_fatal(f) else logging.INFO if quiet else logging.WARNING
+            log.log(level, "self-check %s: %s (%s)", f.rule, f.detail, f.fix)
+        if fatal and at_start:
+            raise IssuerNotConformant(
+                "refusing to start: AWS STS would reject this issuer: "
+                + "; ".join(f"{f.rule}: {f.detail}" for f in fatal)
+            )
+        return not fatal
+
+    @property
+    def minting_enabled(self) -> bool:
+        return self.callers.enabled
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "keys_loaded": self._keys_loaded(),
+            "data_dir_writable": self._data_dir_writable(),
+            "sts_conformance": self.conformant,
+        }
+
+    def _keys_loaded(self) -> bool:
+        snapshot = self.ring.snapshot
+        return snapshot.active.kid in snapshot.private
+
+    def _data_dir_writable(self) -> bool:
+        try:
+            with tempfile.TemporaryFile(dir=self.settings.data_dir):
+                return True
+        except OSError:
+            return False
+
+    async def readyz(self, request: Request) -> Response:
+        checks = self.readiness()
+        ready = all(checks.values())
+        body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else NotReady.status)
+
+    async def openapi_json(self, request: Request) -> Response:
+        return JSONResponse(openapi.document(self.settings, minting=self.minting_enabled))
+
+    async def metrics_text(self, request: Request) -> Response:
+        self.metrics.published_keys.set(len(self.ring.snapshot.published(self.clock())))
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    def routes(self) -> list[Route]:
+        routes = [
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.metrics_text, methods=["GET"]),
+            Route("/openapi.json", self.openapi_json, methods=["GET"]),
+        ]
+        if self.callers.federation is not None:
+            routes.append(Route("/session/create", self.api.session_create, methods=["POST"]))
+        if self.minting_enabled:
+            routes.append(Route("/v1/mint-oidc-jwt", self.api.mint, methods=["POST"]))
+        return routes
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.minting_enabled:
+            self.audit.start(asyncio.get_running_loop())
+        task = asyncio.create_task(self._reload_keys())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.audit.stop()
+            if self.conn is not None:  # closing removes SQLite's -wal/-shm files now, not at GC
+                self.conn.close()
+
+    def _publish_discovery(self) -> None:
+        # Discovery lists the algs of the published keys (keyring.py); a key_algorithm switch
+        # publishes a new-alg key next to the old ones, and the last old key leaving drops its alg.
+        document = discovery_document(self.settings, self.ring.algorithms)
+        if document != self.discovery:
+            self.discovery = document
+            log.info("discovery now lists algorithms %s", list(self.ring.algorithms))
+
+    async def _reload_keys(self) -> None:
+        # A timer, not synchronisation: the CLI may rotate keys at any moment.
+        while True:
+            await asyncio.sleep(self.settings.key_reload_seconds)
+            try:
+                if self.ring.refresh(self.clock()):
+                    self._publish_discovery()
+                    self.conformant = self._self_check(at_start=False)
+            except Exception:  # a dead reloader would silently ignore `keys remove`
+                log.exception("key reload failed; keeping the published keys, retrying")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        err = MethodNotAllowed(f"{request.method} is not allowed here; use {allow}")
+        return error_response(err, {"Allow": allow})
+    if exc.status_code == 404:
+        return error_response(NOT_FOUND)
+    return JSONResponse({"error": "bad_request", "message": exc.detail}, exc.status_code)
+
+
+async def _broker_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BrokerError)  # noqa: S101 - registered for BrokerError only
+    return broker_error_response(exc)
+
+
+def broker_error_response(exc: BrokerError) -> Response:
+    headers = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return error_response(exc, headers)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _Observed:
+    """Request id and per-route latency for everything past the well-known front.
+
+    ``direct`` endpoints (the mint route) are called here without Starlette's router and
+    middleware stack: measured, those layers were a quarter of a mint's time on the loop.
+    They raise only BrokerError for bad input, rendered exactly as Starlette's handler does;
+    other methods on their path still go through Starlette (405 with Allow).
+    """
+
+    def __init__(
+        self,
+        inner: ASGIApp,
+        routes: list[Route],
+        metrics: Metrics,
+        direct: dict[tuple[str, str], Endpoint],
+    ) -> None:
+        self.inner = inner
+        self.paths = {r.path for r in routes}
+        self.histogram = metrics.request_seconds
+        self.direct = direct
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        started = time.perf_counter()
+        token = request_id.set(new_request_id())
+        endpoint = self.direct.get((scope["path"], scope["method"]))
+        try:
+            if endpoint is None:
+                await self.inner(scope, receive, send)
+            else:
+                try:
+                    response = await endpoint(Request(scope, receive, send))
+                except BrokerError as exc:
+                    response = broker_error_response(exc)
+                await response(scope, receive, send)
+        finally:
+            request_id.reset(token)
+            route = scope["path"] if scope["path"] in self.paths else "other"
+            self.histogram.labels(route).observe(time.perf_counter() - started)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options of every broker server: `serve` and the tests' live brokers."""
+    return {
+        "access_log": False,  # halves throughput on the discovery path (perf-notes.md)
+        "server_header": False,
+        "date_header": False,
+        # Only a named proxy may say who the client is: rate limits and audit key on it.
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": settings.trusted_proxies or None,
+        # uvicorn bounds neither header size nor header/body time for httptools (http_limits.py).
+        "http": protocol_class(HttpLimits.from_settings(settings)),
+    }
+
+
+def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
+    broker = Broker(settings, clock)
+    routes = broker.routes()
+    inner = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, BrokerError: _broker_error},
+        lifespan=broker.lifespan,
+    )
+    inner.router.redirect_slashes = False  # STS follows no redirects; neither should anyone
+    if settings.open_federation_on_public_issuer:
+        log.warning(
+            "open federation-proof minting is ON for issuer %s listening on %s: anyone who can "
+            "reach this broker can mint tokens for a mock wallet (allow_open_federation_proof)",
+            settings.oidc_issuer,
+            settings.listen_address[0],
+        )
+    if settings.seaweedfs_tags_claim and not settings.issuer_is_loopback:
+        log.warning(
+            "seaweedfs_tags_claim is ON for public issuer %s: tokens carry the flat "
+            "https://aws.amazon.com/tags/principal_tags claim, whose effect on AWS STS is "
+            "unverified (see deploy/seaweedfs.md)",
+            settings.oidc_issuer,
+        )
+    if not settings.rate_limits:
+        log.warning("rate limits are OFF (rate_limits = false): only for benchmarks and load tests")
+    log.info(
+        "issuer %s; minting %s; data in %s",
+        settings.oidc_issuer,
+        ", ".join(settings.minting_kinds) or "disabled (inert)",
+        os.path.abspath(settings.data_dir),
+    )
+    documents = {DISCOVERY_PATH: lambda: broker.discovery, JWKS_PATH: lambda: broker.ring.jwks}
+    direct: dict[tuple[str, str], Endpoint] = {}
+    if broker.minting_enabled:
+        direct[("/v1/mint-oidc-jwt", "POST")] = broker.api.mint
+    observed = _Observed(inner, routes, broker.metrics, direct)
+    return WellKnownFront(documents, observed, broker.metrics)

@@ -1,0 +1,152 @@
+"""The two minting endpoints: who is calling, may they, record it durably, then answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from broker.callers.gate import Callers, Who
+from broker.config import Settings
+from broker.errors import BrokerError, Unauthorized
+from broker.server.audit import AuditLog
+from broker.server.metrics import Metrics
+from broker.server.mint import Minter, MintRequest, MintResult
+from broker.server.ratelimit import RateLimiter
+from broker.server.request_input import MintBody, SessionCreateBody, bearer, json_body
+from broker.store.sqlite import AuditRecord
+
+log = logging.getLogger("broker.mint")
+
+
+class MintApi:
+    def __init__(
+        self,
+        settings: Settings,
+        callers: Callers,
+        minter: Minter,
+        audit: AuditLog,
+        metrics: Metrics,
+        clock: Callable[[], int],
+    ) -> None:
+        self.settings = settings
+        self.callers = callers
+        self.minter = minter
+        self.audit = audit
+        self.metrics = metrics
+        self.clock = clock
+        self.limits = settings.rate_limits
+        self.per_caller = RateLimiter(settings.mint_rate_per_second, settings.mint_burst, "mints")
+        self.per_address = RateLimiter(
+            settings.unauth_rate_per_second, settings.unauth_burst, "failed authentications"
+        )
+
+    async def session_create(self, request: Request) -> Response:
+        assert self.callers.federation is not None  # noqa: S101 - mounted only when enabled
+        client = request.client.host if request.client else "-"
+        body = await json_body(
+            request, SessionCreateBody, self.settings.max_body_bytes, optional=False
+        )
+        try:
+            session = self.callers.federation.create_session(body.auth_token, self.clock())
+        except Unauthorized:
+            self._failed_authentication(client)
+            raise
+        return JSONResponse({"session": session.bearer, "wallet": session.wallet})
+
+    async def mint(self, request: Request) -> Response:
+        attempt = _Attempt(client=request.client.host if request.client else "-")
+        try:
+            result = await self._mint(request, attempt)
+        except BrokerError as err:
+            if attempt.who is None:  # nobody to hold to account: counted, not recorded
+                self.audit.count_refusal(attempt.client, err.code, attempt.started)
+            else:
+                self.audit.note(attempt.record(err.code))
+            self.metrics.mint_total.labels(attempt.kind, err.code).inc()
+            raise
+        # The token leaves only once its audit record is on disk.
+        await self.audit.commit(attempt.record("ok", result))
+        self.metrics.mint_total.labels(attempt.kind, "ok").inc()
+        log.info(
+            "mint ok caller=%s/%s scope=%s jti=%s",
+            attempt.kind,
+            attempt.caller_id,
+            result.scope,
+            result.jti,
+        )
+        return JSONResponse(
+            {
+                "jwt": result.jwt,
+                "wallet": result.scope,
+                "expiration": result.expiration,
+                "scope": result.scope,
+                "sub": result.sub,
+                "jti": result.jti,
+                "principal_tags": result.principal_tags,
+            }
+        )
+
+    async def _mint(self, request: Request, attempt: _Attempt) -> MintResult:
+        now = self.clock()
+        try:
+            attempt.who = self.callers.authenticate(bearer(request), now)
+        except Unauthorized:
+            self._failed_authentication(attempt.client)
+            raise
+        body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
+        if self.limits:  # an authenticated caller spends its own bucket, never its address's
+            self.per_caller.take(_limit_key(attempt.who, attempt.client), time.monotonic())
+        attempt.request = self.callers.authorize(attempt.who, body.scope)
+        return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
+
+    def _failed_authentication(self, client: str) -> None:
+        """Charge a failure to its address: 429 once the address has spent its failures.
+
+        Only failures are limited by address, so a flood of bad bearers from a shared address
+        (a NAT, a proxy, other jobs on the runner) never locks out a caller that authenticates.
+        Nothing awaits between the check and the spend, so concurrent failures from one address
+        cannot all pass the check before any of them is charged.
+        """
+        if self.limits:
+            self.per_address.take(client, time.monotonic())
+
+
+def _limit_key(who: Who, client: str) -> str:
+    # A federation caller picks its wallet by picking a proof string: limit its address instead.
+    return who.caller_id if who.credential is not None else f"federation@{client}"
+
+
+@dataclass
+class _Attempt:
+    client: str
+    started: float = field(default_factory=time.time)
+    who: Who | None = None
+    request: MintRequest | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.who.kind if self.who else "unknown"
+
+    @property
+    def caller_id(self) -> str | None:
+        return self.who.caller_id if self.who else None
+
+    def record(self, result: str, minted: MintResult | None = None) -> AuditRecord:
+        return AuditRecord(
+            at=self.started,
+            caller_kind=self.who.kind if self.who else None,
+            caller_id=self.caller_id,
+            sub=minted.sub if minted else None,
+            scope=minted.scope if minted else self.request.scope if self.request else None,
+            jti=minted.jti if minted else None,
+            kid=minted.kid if minted else None,
+            client=self.client,
+            result=result,
+            error=None if minted else result,
+            exp=minted.expiration if minted else None,
+        )
