@@ -30,7 +30,7 @@ from broker.callers import credentials
 from broker.cli.common import table
 from broker.errors import Unauthorized
 from broker.store import sqlite as store
-from tests.conftest import free_loopback_url, spawn_broker
+from broker.testing.live import free_loopback_url, spawn_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -1,3 +1,3 @@
-from broker.cli.main import main
+from broker.main import main
 
 main()

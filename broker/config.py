@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from broker.sts.oidc import JWKS_PATH
+
 ENV_PREFIX = "BROKER_"
 CONFIG_ENV = "BROKER_CONFIG"
 MAX_ROTATION_GRACE = 7 * 86400  # a leaked old secret must not stay valid for long
@@ -39,7 +41,7 @@ ISSUER_MAX_LENGTH = 255
 # differently to IAM, STS's fetch, proxies and the `<host/path>:aud` condition keys.
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 # Rate bounds: a slower refill than one token per 1000 s is no limit anyone means, and it keeps
-# Retry-After ((1 - tokens) / rate, broker/ratelimit.py) a small finite number of seconds.
+# Retry-After ((1 - tokens) / rate, broker/server/ratelimit.py) a small finite number of seconds.
 MIN_RATE_PER_SECOND = 0.001
 MAX_RATE_PER_SECOND = 1_000_000.0
 MAX_BURST = 1_000_000
@@ -81,7 +83,7 @@ def issuer_path_problem(path: str) -> str | None:
     """Why IAM could not register (or STS could not fetch under) this issuer path, or None.
 
     The one rule for paths: config refuses such an issuer, doctor reports it
-    (broker/sts_rules_issuer.py).
+    (broker/sts/issuer_rules.py).
     """
     if not path:
         return None
@@ -178,7 +180,7 @@ class Settings(BaseSettings):
     )
     key_reload_seconds: float = Field(
         1.0,
-        ge=0.01,  # smaller only spins the reload loop (broker/app.py _reload_keys)
+        ge=0.01,  # smaller only spins the reload loop (broker/server/app.py _reload_keys)
         le=60,
         allow_inf_nan=False,
         description="How often a running broker picks up `keys` CLI changes (0.01 to 60).",
@@ -409,7 +411,7 @@ class Settings(BaseSettings):
 
     @property
     def jwks_uri(self) -> str:
-        return f"{self.oidc_issuer}/.well-known/jwks.json"
+        return f"{self.oidc_issuer}{JWKS_PATH}"
 
     @property
     def test_role_arn(self) -> str | None:

@@ -33,8 +33,8 @@ from mypy_boto3_s3 import S3Client
 from broker.aws import policy
 from broker.aws.verify import PROBE_OBJECT
 from broker.config import Settings, load_settings
-from broker.server.app import key_store
-from tests.conftest import LiveBroker, free_socket, serving
+from broker.store.keys import KeyStore
+from broker.testing.live import LiveBroker, free_socket, serving
 
 WEED = Path(sys.executable).parent / "weed"
 REGION = "us-east-1"
@@ -244,7 +244,7 @@ def seaweed_stack(**settings_overrides: Any) -> Iterator[SeaweedStack]:
         def settings_for(url: str) -> Settings:
             settings = broker_settings(url, tmp / "broker", **settings_overrides)
             # Keys as a broker that has run a while leaves them: `keys rotate` may promote now.
-            key_store(settings).ensure(int(time.time()) - 3600)
+            KeyStore.for_settings(settings).ensure(int(time.time()) - 3600)
             return settings
 
         broker = stack.enter_context(serving(settings_for, tls=ca))
@@ -291,6 +291,6 @@ def seaweed_stack(**settings_overrides: Any) -> Iterator[SeaweedStack]:
         if problems:
             raise RuntimeError("SeaweedFS skipped part of iam.json: " + "; ".join(problems))
         for scope in (sw.wallet(), FOREIGN_PREFIX.rstrip("/")):
-            # verify reads PROBE_OBJECT in the foreign scope: it must exist (see broker/verify.py).
+            # verify reads PROBE_OBJECT in the foreign scope: it must exist (see broker/aws/verify.py).
             s3.put_object(Bucket=BUCKET, Key=f"{scope}/{PROBE_OBJECT}", Body=scope.encode())
         yield sw

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.sts.catalogue import TAGS_CLAIM
 
 if TYPE_CHECKING:  # verify imports this module at run time; the types only flow back

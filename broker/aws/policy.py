@@ -14,8 +14,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
+from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.config import ConfigError, Settings
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
 from broker.sts.catalogue import ROLES_CLAIM
 
 PolicyKind = Literal["trust", "role", "bucket"]

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from broker.callers.claims import MintRequest, issue_findings
 from broker.callers.scopes import Allowance, allowance_for
 from broker.config import Settings
 from broker.errors import (
@@ -26,7 +27,6 @@ from broker.errors import (
     InvalidRequest,
     Unauthorized,
 )
-from broker.server.mint import MintRequest, issue_findings
 from broker.store import sqlite as store
 
 SECRET_PREFIX = "otb_"  # noqa: S105 - a prefix, not a secret

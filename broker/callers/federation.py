@@ -31,7 +31,7 @@ _MAC_BYTES = 32
 _RAW_BYTES = _LAYOUT.size + _MAC_BYTES
 # The one spelling create_session issues: unpadded base64url, so a fixed length. Python's decoder
 # would also take '+', '/', '=' and skip foreign characters: each a second working spelling of
-# the same bearer, which log redaction (broker/logs.py) would have to guess.
+# the same bearer, which log redaction (broker/server/logs.py) would have to guess.
 _ENCODED_CHARS = (4 * _RAW_BYTES + 2) // 3
 _ENCODED = re.compile(rf"[A-Za-z0-9_-]{{{_ENCODED_CHARS}}}")
 

@@ -11,11 +11,11 @@ import sqlite3
 from dataclasses import dataclass
 
 from broker.callers import credentials
+from broker.callers.claims import CallerKind, MintRequest
 from broker.callers.federation import SESSION_PREFIX, FederationProof
 from broker.callers.scopes import check_scope
 from broker.config import Settings
 from broker.errors import ScopeMalformed, ScopeNotAllowed, StoreUnavailable, Unauthorized
-from broker.server.mint import CallerKind, MintRequest
 
 
 class Callers:

@@ -33,7 +33,7 @@ from broker.sts.catalogue import (
     reject,
     show,
 )
-from broker.sts.issuer_rules import check_discovery, check_issuer_url, check_jwks
+from broker.sts.issuer_rules import check_issuer_url, check_jwks
 
 NOT_A_JWT = "The ID Token provided is not a valid JWT"
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -103,16 +103,6 @@ def report(findings: Iterable[Finding], info: dict[str, Any], accepted: str) -> 
 
 
 # -- the broker's own documents --------------------------------------------------------------
-
-
-def self_check(discovery: Mapping[str, Any], jwks: Mapping[str, Any], issuer: str) -> list[Finding]:
-    """The issuer rules on a broker's own discovery and JWKS documents (no network)."""
-    return sorted([*check_discovery(discovery, issuer=issuer), *check_jwks(jwks)], key=rank)
-
-
-def is_fatal(finding: Finding) -> bool:
-    """True when STS would refuse every token of this issuer, or private key material leaked."""
-    return finding.severity is Severity.REJECT
 
 
 # -- the token -------------------------------------------------------------------------------

@@ -38,18 +38,20 @@ from broker.errors import (
 )
 from broker.server import openapi
 from broker.server.audit import AuditLog
-from broker.server.discovery import DISCOVERY_PATH, JWKS_PATH, discovery_document
+from broker.server.discovery import discovery_document
 from broker.server.http_limits import HttpLimits, protocol_class
 from broker.server.keyring import KeyRing
 from broker.server.logs import new_request_id, request_id
 from broker.server.metrics import CONTENT_TYPE, Metrics
 from broker.server.mint import Minter
 from broker.server.mint_api import MintApi
+from broker.server.self_check import is_fatal, self_check
 from broker.server.wellknown import WellKnownFront
 from broker.store.files import private_dir
-from broker.store.keys import KeyPolicy, KeyStore
+from broker.store.keys import KeyStore
 from broker.store.sqlite import connect
 from broker.sts.catalogue import Severity
+from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 
 log = logging.getLogger("broker")
 Clock = Callable[[], int]
@@ -57,16 +59,6 @@ Clock = Callable[[], int]
 
 def _now() -> int:
     return int(time.time())
-
-
-def key_store(settings: Settings) -> KeyStore:
-    policy = KeyPolicy(
-        algorithm=settings.key_algorithm,
-        rsa_bits=settings.rsa_key_bits,
-        max_published=settings.max_published_keys,
-        reload_seconds=settings.key_reload_seconds,
-    )
-    return KeyStore(settings.data_dir, policy)
 
 
 def error_response(err: BrokerError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -84,7 +76,7 @@ class Broker:
         self.clock = clock
         self.metrics = Metrics()
         private_dir(settings.data_dir)
-        store = key_store(settings)
+        store = KeyStore.for_settings(settings)
         store.ensure(clock())
         self.ring = KeyRing(store, clock())
         self.discovery = discovery_document(settings, self.ring.algorithms)
@@ -103,8 +95,6 @@ class Broker:
 
     def _self_check(self, *, at_start: bool) -> bool:
         """Run doctor's issuer rules on our own documents: fatal refuses start, rest warns."""
-        from broker.doctor.diagnose import is_fatal, self_check
-
         findings = self_check(
             json.loads(self.discovery.body),
             json.loads(self.ring.jwks.body),

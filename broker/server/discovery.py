@@ -15,12 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.config import Settings
+from broker.store.keys import JWKS_CACHE_SECONDS as CACHE_SECONDS
 from broker.sts.catalogue import TAGS_CLAIM
 
-DISCOVERY_PATH = "/.well-known/openid-configuration"
-JWKS_PATH = "/.well-known/jwks.json"
-# Short, so an emergency `keys remove` reaches caches within a minute.
-CACHE_SECONDS = 60  # how long a verifier (AWS STS) may keep the documents it fetched
 CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
 SUPPORTED_ALGORITHMS = ("ES256", "RS256")  # the order discovery lists them in
 

@@ -4,7 +4,7 @@ The ``keys`` CLI rewrites the store while a broker runs; ``refresh`` (called per
 notices the rewrite, or a retiring key passing its time, and swaps both at once.
 
 The ring also remembers the largest ``exp`` this process signed with each key. The CLI retires
-a key with what it can know (the audit, broker/cli.py ``_signed_until``); tokens this broker
+a key with what it can know (the audit, broker/cli/main.py ``_signed_until``); tokens this broker
 signed after that, before its reload noticed, or with a longer TTL than the CLI's config
 allows, are covered here: ``refresh`` extends such a key's retire_after to their exp + leeway.
 """

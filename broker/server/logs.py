@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Every bearer that authenticates is spelled only with these characters: a session body is
-# canonical base64url (broker/federation.py) and a secret, otb_<kind>_<id>_<token_urlsafe>,
-# is compared whole by digest (broker/credentials.py); so no working bearer escapes the pattern.
+# canonical base64url (broker/callers/federation.py) and a secret, otb_<kind>_<id>_<token_urlsafe>,
+# is compared whole by digest (broker/callers/credentials.py); so no working bearer escapes the pattern.
 _SECRETS = re.compile(
     r"(otb_[A-Za-z0-9_-]+|fps_[A-Za-z0-9_-]+"  # credential secrets, session bearers
     r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"  # JWTs

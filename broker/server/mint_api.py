@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from broker.callers.claims import MintRequest
 from broker.callers.gate import Callers, Who
 from broker.config import Settings
 from broker.errors import BrokerError, Unauthorized
 from broker.server.audit import AuditLog
 from broker.server.metrics import Metrics
-from broker.server.mint import Minter, MintRequest, MintResult
+from broker.server.mint import Minter, MintResult
 from broker.server.ratelimit import RateLimiter
 from broker.server.request_input import MintBody, SessionCreateBody, bearer, json_body
 from broker.store.sqlite import AuditRecord

@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.errors import MethodNotAllowed
-from broker.server.discovery import CACHE_CONTROL, DISCOVERY_PATH, JWKS_PATH, StaticDocument
+from broker.server.discovery import CACHE_CONTROL, StaticDocument
 from broker.server.metrics import Metrics
+from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 
 _CACHE_CONTROL = CACHE_CONTROL.encode()
 _JSON = b"application/json"

@@ -26,11 +26,14 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
+from broker.config import Settings
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
-from broker.server.discovery import CACHE_SECONDS as JWKS_CACHE_SECONDS
 from broker.store.files import atomic_write, private_dir
 
 STS_LEEWAY_SECONDS = 300
+# How long a verifier (AWS STS) may keep the JWKS it fetched (the server's Cache-Control): short,
+# so an emergency `keys remove` reaches caches within a minute; a next key waits this long.
+JWKS_CACHE_SECONDS = 60
 STATE_FILE = "state.json"
 # Times in state.json are unix seconds up to 9999-12-31T23:59:59Z, the last one datetime (and so
 # `keys list`) can show; anything outside 0..MAX_TIME is a hand edit or damage.
@@ -82,7 +85,7 @@ class KeyPolicy:
         """How long a running broker may keep signing with a key the CLI has just retired.
 
         Tokens it signs meanwhile are covered by the broker itself: its next reload extends the
-        retiring key's time to their exp (broker/keyring.py), before this window runs out.
+        retiring key's time to their exp (broker/server/keyring.py), before this window runs out.
         """
         return math.ceil(self.reload_seconds) + 1
 
@@ -185,6 +188,16 @@ def _check_unique(records: list[KeyRecord]) -> None:
 
 
 class KeyStore:
+    @classmethod
+    def for_settings(cls, settings: Settings) -> KeyStore:
+        policy = KeyPolicy(
+            algorithm=settings.key_algorithm,
+            rsa_bits=settings.rsa_key_bits,
+            max_published=settings.max_published_keys,
+            reload_seconds=settings.key_reload_seconds,
+        )
+        return cls(settings.data_dir, policy)
+
     def __init__(self, data_dir: Path, policy: KeyPolicy) -> None:
         self.dir = data_dir / "keys"
         self.policy = policy
@@ -363,7 +376,7 @@ class KeyStore:
         """Keep retiring key ``kid`` published through ``until``; True if that changed anything.
 
         Never shortens, and does nothing to a key that is gone or not retiring: a running broker
-        calls it for tokens it signed before it noticed a rotation (broker/keyring.py), with
+        calls it for tokens it signed before it noticed a rotation (broker/server/keyring.py), with
         ``blocking=False`` so that a CLI generating an RSA key under the lock cannot stall the
         event loop (BlockingIOError: try again at the next reload).
         """

@@ -1,6 +1,6 @@
 """`policy render`: trust, role and bucket policies from the config, and the SeaweedFS adapter.
 
-Properties are asserted, not whole documents: the policies are written once, in broker/policy.py.
+Properties are asserted, not whole documents: the policies are written once, in broker/aws/policy.py.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from broker.aws import policy
-from broker.cli.main import main
+from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.config import ConfigError, Settings
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.main import main
 from broker.sts.catalogue import ROLES_CLAIM
 
 ISSUER = "https://oidc.example.com"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from broker.cli.main import main
+from broker.main import main
 
 ROLE = "arn:aws:iam::123456789012:role/oidc-test-role"
 BUCKET = "oidc-test-bucket"

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from broker.callers import credentials
-from broker.cli.main import main
+from broker.main import main
 from broker.store import sqlite as store
-from tests.conftest import LiveBroker, StartBroker
+from broker.testing.live import LiveBroker, StartBroker
 
 MINT = "/v1/mint-oidc-jwt"
 
@@ -302,7 +302,7 @@ def test_a_credential_with_the_most_tags_sts_takes_is_added_and_mints(
 
 
 def test_the_issue_time_token_length_matches_a_real_token(broker: LiveBroker) -> None:
-    from broker.server.mint import MintRequest, issue_findings
+    from broker.callers.claims import MintRequest, issue_findings
 
     long_tags = {f"{'k' * 100}{i:03d}": "v" * 200 for i in range(40)}
     tags = [arg for k, v in long_tags.items() for arg in ("--tag", f"{k}={v}")]

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broker.callers.claims import VERIFIER_CLOCK_LAG_SECONDS as LAG
 from broker.callers.federation import FederationProof
 from broker.errors import Unauthorized
 from broker.server.logs import redact
-from broker.server.mint import VERIFIER_CLOCK_LAG_SECONDS as LAG
-from tests.conftest import LiveBroker, StartBroker
+from broker.testing.live import LiveBroker, StartBroker
 
 WALLET = re.compile(r"0x[0-9a-f]{40}")
 TAGS = "https://aws.amazon.com/tags"

@@ -16,10 +16,10 @@ from broker.callers.gate import Callers
 from broker.callers.scopes import WALLET
 from broker.config import load_settings
 from broker.errors import BrokerError
-from broker.server.app import key_store
 from broker.server.keyring import KeyRing
 from broker.server.mint import Minter
 from broker.store import sqlite as store
+from broker.store.keys import KeyStore
 from broker.sts import token_rules as sts_rules
 
 TAGS = "https://aws.amazon.com/tags"
@@ -69,7 +69,7 @@ def test_minted_scopes_stay_inside_their_own_caller(
 ) -> None:  # type: ignore[no-untyped-def]
     data: Path = tmp_path_factory.mktemp("iso")
     cfg = load_settings(environ={}, data_dir=data, credential_minting=True)
-    ks = key_store(cfg)
+    ks = KeyStore.for_settings(cfg)
     ks.ensure(NOW)
     minter = Minter(cfg, KeyRing(ks, NOW))
     conn: sqlite3.Connection = store.connect(data)

@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 
 from broker.callers import credentials
-from broker.cli.main import main
-from broker.server.mint import VERIFIER_CLOCK_LAG_SECONDS as LAG
+from broker.callers.claims import VERIFIER_CLOCK_LAG_SECONDS as LAG
+from broker.main import main
 from broker.store import sqlite as store
+from broker.testing.live import LiveBroker, StartBroker
 from tests.callers.test_credentials import cli, mint
-from tests.conftest import LiveBroker, StartBroker
 
 
 @pytest.fixture

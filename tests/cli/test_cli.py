@@ -12,11 +12,11 @@ import pytest
 from click.testing import CliRunner
 from joserfc.jwk import ECKey
 
-from broker.cli.main import main
+from broker.main import main
 from broker.store import sqlite as store
 from broker.store.files import atomic_write
 from broker.store.keys import KeyPolicy, KeyState, KeyStore
-from tests.conftest import free_loopback_url
+from broker.testing.live import free_loopback_url
 
 COMMANDS = [
     [],
@@ -184,9 +184,8 @@ def plant_retiring(data_dir: Path, key: ECKey) -> str:
 
 def _policy() -> KeyPolicy:
     from broker.config import load_settings
-    from broker.server.app import key_store
 
-    return key_store(load_settings(environ={})).policy
+    return KeyStore.for_settings(load_settings(environ={})).policy
 
 
 @pytest.mark.parametrize("prefix", ["-", "--", "-h"], ids=["dash", "two-dashes", "dash-h"])

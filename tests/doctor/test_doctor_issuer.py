@@ -22,14 +22,15 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from broker.cli.main import main
 from broker.config import Settings
 from broker.doctor import diagnose as doctor
 from broker.doctor import tls_check
 from broker.doctor.issuer_fetch import MAX_DOCUMENT_BYTES
+from broker.main import main
 from broker.server.app import Broker
+from broker.server.self_check import is_fatal, self_check
 from broker.sts.catalogue import NOT_VALIDATED, RETRIEVE_KEY, Finding, Severity
-from tests.conftest import StartBroker
+from broker.testing.live import StartBroker
 from tests.doctor.doctor_fixtures import Doc, Hostile, crafted_issuer, hostile_server, standard_docs
 from tests.doctor.negative_tokens import Signer
 
@@ -562,19 +563,19 @@ def test_self_check_of_the_dev_default_has_no_fatal_finding(
 ) -> None:
     settings = make_settings()
     discovery, jwks = _own_documents(settings)
-    findings = doctor.self_check(discovery, jwks, settings.oidc_issuer)
+    findings = self_check(discovery, jwks, settings.oidc_issuer)
     # loopback http: house notes, since AWS cannot reach it
     notes = {(f.rule, f.severity) for f in findings}
     assert notes == {
         ("discovery.issuer_url", Severity.HOUSE),
         ("discovery.jwks_uri", Severity.HOUSE),
     }
-    assert not any(doctor.is_fatal(f) for f in findings)
+    assert not any(is_fatal(f) for f in findings)
 
 
 def test_self_check_of_a_public_rsa_issuer_is_clean(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(oidc_issuer="https://oidc-test.example.com", key_algorithm="RS256")
-    assert doctor.self_check(*_own_documents(settings), settings.oidc_issuer) == []
+    assert self_check(*_own_documents(settings), settings.oidc_issuer) == []
 
 
 def test_self_check_calls_published_private_material_fatal(
@@ -584,7 +585,5 @@ def test_self_check_calls_published_private_material_fatal(
     discovery, jwks = _own_documents(settings)
     leaked = copy.deepcopy(jwks)
     leaked["keys"][0]["d"] = SIGNER.ec.as_dict(private=True)["d"]
-    fatal = [
-        f for f in doctor.self_check(discovery, leaked, settings.oidc_issuer) if doctor.is_fatal(f)
-    ]
+    fatal = [f for f in self_check(discovery, leaked, settings.oidc_issuer) if is_fatal(f)]
     assert [f.rule for f in fatal] == ["jwks.private_material"]

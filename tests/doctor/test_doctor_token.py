@@ -12,10 +12,10 @@ import pytest
 import trustme
 from click.testing import CliRunner
 
-from broker.cli.main import main
 from broker.doctor import diagnose as doctor
+from broker.main import main
 from broker.sts.catalogue import NOT_VALIDATED, TAGS_CLAIM, Severity
-from tests.conftest import StartBroker
+from broker.testing.live import StartBroker
 from tests.doctor.negative_tokens import AUD, ISSUER, NOW, ROLE, Negative, Signer, negatives
 
 SIGNER = Signer()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from broker.cli.main import main
+from broker.main import main
 from tests.seaweed_harness import BUCKET, SeaweedStack, seaweed_stack
 
 VerifyRun = Callable[..., tuple[int, dict[str, Any]]]

@@ -20,11 +20,11 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from broker.aws.verify import token_claims
-from broker.cli.main import main
-from broker.server.app import key_store
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
+from broker.main import main
+from broker.store.keys import KeyStore
 from broker.sts.catalogue import TAGS_CLAIM
-from tests.conftest import wait_until
+from broker.testing.live import wait_until
 from tests.integration.conftest import VerifyRun, write_token
 from tests.seaweed_harness import (
     BROAD_ROLE,
@@ -71,7 +71,7 @@ def federation_token(seaweed: SeaweedStack, proof: str = "federation-proof") -> 
 
 def sign(seaweed: SeaweedStack, claims: dict[str, Any], **header: Any) -> str:
     """A token signed with the broker's active key (or ``key=``), with header overrides."""
-    snapshot = key_store(seaweed.settings).snapshot()
+    snapshot = KeyStore.for_settings(seaweed.settings).snapshot()
     key = header.pop("key", snapshot.signing_key)
     head = {"alg": snapshot.active.alg, "kid": snapshot.active.kid, "typ": "JWT"} | header
     return jwt.encode(head, claims, key, algorithms=[head["alg"]])
@@ -210,7 +210,7 @@ def test_rotation_new_tokens_assume_and_old_ones_still_do(
     # The harness's keys were published an hour ago, so the rotation may promote next at once
     # (a second rotation now would be refused: no verifier can have seen the newest key yet).
     broker_cli("keys", "rotate")
-    active = key_store(seaweed.settings).snapshot().active.kid
+    active = KeyStore.for_settings(seaweed.settings).snapshot().active.kid
     wait_until(lambda: _kid(federation_token(seaweed)) == active)
     after = federation_token(seaweed)
     assert _kid(before) != _kid(after)

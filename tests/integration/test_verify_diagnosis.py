@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from broker.aws.diagnosis import FOREIGN_STEPS, OWN_STEPS, diagnose, sts_cause
 from broker.aws.verify import Outcome, Step, Target
-from broker.cli.main import main
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
+from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
+from broker.main import main
 from broker.sts.catalogue import TAGS_CLAIM
 
 TARGET = Target(

@@ -24,7 +24,7 @@ from broker.callers.federation import FederationProof, load_secret
 from broker.config import Settings, load_settings
 from broker.server import openapi
 from broker.store import sqlite as store
-from tests.conftest import LiveBroker, serving
+from broker.testing.live import LiveBroker, serving
 
 # 413 (body above max_body_bytes) is a correct rejection of an over-long field too.
 CONFIG = schemathesis.Config.from_str("""

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from broker.cli.main import main
-from tests.conftest import LiveBroker, StartBroker, free_loopback_url, spawn_broker
+from broker.main import main
+from broker.testing.live import LiveBroker, StartBroker, free_loopback_url, spawn_broker
 
 
 def audit_rows(data: Path, result: str | None = None) -> list[sqlite3.Row]:

@@ -12,7 +12,7 @@ from starlette.types import Message
 
 from broker.config import Settings
 from broker.server.app import create_app
-from tests.conftest import LiveBroker, StartBroker
+from broker.testing.live import LiveBroker, StartBroker
 
 MINT = "/v1/mint-oidc-jwt"
 SESSION = "/session/create"

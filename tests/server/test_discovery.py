@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveBroker, StartBroker, wait_until
+from broker.testing.live import LiveBroker, StartBroker, wait_until
 from tests.server.test_key_rotation import key_store, keys_published_an_hour_ago
 
 DISCOVERY = "/.well-known/openid-configuration"

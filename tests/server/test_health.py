@@ -9,7 +9,7 @@ import pytest
 from broker.errors import IssuerNotConformant
 from broker.server.app import create_app
 from broker.store import keys
-from tests.conftest import StartBroker
+from broker.testing.live import StartBroker
 
 
 def test_healthz_is_ok(live_broker: StartBroker) -> None:

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from broker.server.app import create_app
-from tests.conftest import LiveBroker, StartBroker
+from broker.testing.live import LiveBroker, StartBroker
 
 PUBLIC = "https://oidc.example.com"
 

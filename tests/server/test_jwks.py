@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from joserfc.jwk import import_key
 
-from tests.conftest import LiveBroker, StartBroker
+from broker.testing.live import LiveBroker, StartBroker
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 

@@ -15,12 +15,13 @@ import jwt as pyjwt
 import pytest
 from click.testing import CliRunner
 
+from broker.callers.claims import MintRequest
 from broker.cli import main as broker_cli
 from broker.config import Settings
 from broker.server.keyring import KeyRing
-from broker.server.mint import Minter, MintRequest
+from broker.server.mint import Minter
 from broker.store.keys import KeyPolicy, KeyStore
-from tests.conftest import LiveBroker, StartBroker, wait_until
+from broker.testing.live import LiveBroker, StartBroker, wait_until
 
 
 def cli(data_dir: Path, *args: str, **env_vars: str) -> dict[str, object]:

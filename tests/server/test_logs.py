@@ -14,10 +14,10 @@ from click.testing import CliRunner
 
 from broker.callers import credentials
 from broker.callers.federation import FederationProof
-from broker.cli.main import main
+from broker.main import main
 from broker.server.logs import redact
 from broker.store import sqlite as store
-from tests.conftest import free_loopback_url, spawn_broker
+from broker.testing.live import free_loopback_url, spawn_broker
 
 
 @pytest.mark.integration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import StartBroker
+from broker.testing.live import StartBroker
 
 
 def value(text: str, sample: str) -> float:

@@ -10,7 +10,7 @@ import pytest
 from broker.sts import catalogue as sts_catalogue
 from broker.sts import token_rules as sts_rules
 from broker.sts.issuer_rules import check_jwks
-from tests.conftest import LiveBroker, StartBroker
+from broker.testing.live import LiveBroker, StartBroker
 
 
 def mint_response(broker: LiveBroker, proof: str = "rules"):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from typing import Self
 import httpx
 import pytest
 
-from tests.conftest import free_loopback_url, spawn_broker
+from broker.testing.live import free_loopback_url, spawn_broker
 
 MINT = "/v1/mint-oidc-jwt"
 

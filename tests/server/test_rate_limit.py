@@ -12,8 +12,8 @@ from broker.config import Settings
 from broker.errors import RateLimited
 from broker.server.app import create_app
 from broker.server.ratelimit import RateLimiter
+from broker.testing.live import LiveBroker, StartBroker
 from tests.callers.test_credentials import cli, mint
-from tests.conftest import LiveBroker, StartBroker
 
 MINT = "/v1/mint-oidc-jwt"
 

@@ -1,4 +1,4 @@
-"""Slow and oversized requests (broker/http_limits.py): capped headers, header and body deadlines,
+"""Slow and oversized requests (broker/server/http_limits.py): capped headers, header and body deadlines,
 and a connection cap that makes room by closing a slow client, not by refusing a fast one.
 
 Raw sockets, because an HTTP client library would not trickle, stall or overflow on purpose.
@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import LiveBroker, StartBroker
+from broker.testing.live import LiveBroker, StartBroker
 
 DISCOVERY = "/.well-known/openid-configuration"
 JWKS = "/.well-known/jwks.json"

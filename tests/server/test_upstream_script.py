@@ -10,7 +10,7 @@ from pathlib import Path
 import jwt as pyjwt
 import pytest
 
-from tests.conftest import StartBroker
+from broker.testing.live import StartBroker
 
 SCRIPT = Path(__file__).parent / "scripts" / "upstream_proof.sh"
 

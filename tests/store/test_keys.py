@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.cli.main import main
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
+from broker.main import main
 from broker.server.discovery import CACHE_CONTROL
 from broker.store.keys import JWKS_CACHE_SECONDS, MAX_TIME, KeyPolicy, KeyState, KeyStore
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.cli.main import main
 from broker.errors import KeyStoreError
+from broker.main import main
 from broker.store import sqlite as store
 from broker.store.files import private_dir
 from broker.store.keys import KeyPolicy, KeyStore
@@ -125,7 +125,7 @@ def test_a_database_left_0644_by_an_older_version_is_tightened(tmp_path: Path) -
 
 def test_opening_a_database_file_outside_sqlite_fails_the_tests(tmp_path: Path) -> None:
     # The guard of tests/conftest.py: what makes a stray open()/close() of the store impossible
-    # to land (it would drop a live connection's locks; broker/store.py says why).
+    # to land (it would drop a live connection's locks; broker/store/sqlite.py says why).
     store.connect(tmp_path).close()
     for name in store.DB_FILES:
         with pytest.raises(RuntimeError, match="opened outside SQLite"):

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from broker.aws import policy as policies
-from broker.cli.main import main
 from broker.config import Settings
+from broker.main import main
 from broker.sts.catalogue import TAGS_CLAIM, Finding, Severity
 from broker.sts.trust_policy import ACCESS_DENIED, PolicyError, evaluate
 from tests.doctor.negative_tokens import AUD, Signer
