@@ -21,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from broker.aws.verify import Target, Verifier, asserted_probe, federation_token
+from broker.aws.proof import Target
+from broker.aws.verify import Verifier, asserted_probe, federation_token
 from broker.cli.common import table
 from tests.seaweed_harness import BUCKET, seaweed_stack
 

@@ -14,7 +14,7 @@ from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.sts.catalogue import TAGS_CLAIM
 
 if TYPE_CHECKING:  # verify imports this module at run time; the types only flow back
-    from broker.aws.verify import Step, Target
+    from broker.aws.proof import Step, Target
 
 
 def token_tags(claims: dict[str, Any]) -> dict[str, Any]:

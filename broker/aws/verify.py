@@ -14,20 +14,18 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from broker.aws.diagnosis import diagnose, token_tags
+from broker.aws.proof import Outcome, Step, Target
 from broker.errors import VerifyFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sts import STSClient
 
-# "unproven": AccessDenied on a probe object nobody could show exists (see ProbeCheck).
-Outcome = Literal["allowed", "denied", "error", "skipped", "unproven"]
-FOREIGN_PREFIX = "0xdeadbeef/"
 # The object verify writes in the own scope and reads in the foreign one. Seed it in the foreign
 # scope once: with GetObject but no ListBucket, S3 answers a missing key with AccessDenied too,
 # so a denied foreign read proves nothing unless the object is known to exist (ProbeCheck).
@@ -36,33 +34,6 @@ DENIED_CODES = frozenset({"AccessDenied", "403", "Forbidden"})
 TokenSource = Callable[[], str]
 # Does the foreign probe exist? (True/False, or None when it cannot be told) and why.
 ProbeCheck = Callable[[str, str], tuple[bool | None, str]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Target:
-    """Where the proof runs: role, bucket, and (for SeaweedFS or a proxy) endpoint overrides."""
-
-    role_arn: str
-    bucket: str
-    scope_tag: str
-    region: str = "us-east-1"
-    sts_endpoint: str | None = None
-    s3_endpoint: str | None = None
-    foreign_prefix: str = FOREIGN_PREFIX
-    session_name: str = "test-broker-verify"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Step:
-    name: str
-    outcome: Outcome
-    expected: Outcome
-    ms: float
-    detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == self.expected
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -121,6 +121,7 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
     from botocore.exceptions import InvalidRegionError
 
     from broker.aws import verify as proof
+    from broker.aws.proof import Target
 
     settings = load_settings(config_file)
     chosen = [o for o in ("proof", "bearer_file", "token_file") if opts[o] is not None]
@@ -147,7 +148,7 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
         raise ConfigError(f"--broker-url {broker_url!r} is not a URL: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigError(f"--broker-url {broker_url!r} must be an http(s) URL with a host")
-    target = proof.Target(
+    target = Target(
         role_arn=role_arn,
         bucket=bucket,
         scope_tag=opts["scope_tag"] or settings.scope_tag,

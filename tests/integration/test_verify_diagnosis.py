@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from broker.aws.diagnosis import FOREIGN_STEPS, OWN_STEPS, diagnose, sts_cause
-from broker.aws.verify import Outcome, Step, Target
+from broker.aws.proof import Outcome, Step, Target
 from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.main import main
 from broker.sts.catalogue import TAGS_CLAIM
