@@ -29,12 +29,12 @@ def _only_sqlite_opens_its_files(event: str, args: tuple[Any, ...]) -> None:
     """Fail any Python-level open of a SQLite database file, in the product or in a test.
 
     Closing such a descriptor drops the POSIX locks of every connection in the process (see
-    broker/store.py), so only SQLite (whose opens raise no audit event) may open them.
+    broker/store/sqlite.py), so only SQLite (whose opens raise no audit event) may open them.
     """
     if event == "open" and isinstance(args[0], str | bytes | os.PathLike):
         name = os.path.basename(os.fsdecode(args[0]))
         if name in DB_FILES:
-            raise RuntimeError(f"{args[0]!r} opened outside SQLite; see broker/store.py")
+            raise RuntimeError(f"{args[0]!r} opened outside SQLite; see broker/store/sqlite.py")
 
 
 sys.addaudithook(_only_sqlite_opens_its_files)
