@@ -29,7 +29,7 @@ import httpx
 from broker.callers import credentials
 from broker.cli.common import table
 from broker.errors import Unauthorized
-from broker.store import sqlite as store
+from broker.store import open_store
 from broker.testing.live import free_loopback_url, spawn_broker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,9 +65,9 @@ def alternate(rounds: int, bearers: dict[str, str], once: Callable[[str], None])
 
 
 def in_process(rounds: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, closing(store.connect(Path(tmp))) as conn:
+    with tempfile.TemporaryDirectory() as tmp, closing(open_store(Path(tmp))) as store:
         _, secret = credentials.add(
-            conn,
+            store,
             kind="ci",
             name="bench",
             scope_pattern=None,
@@ -79,7 +79,7 @@ def in_process(rounds: int) -> dict[str, Any]:
 
         def once(bearer: str) -> None:
             try:
-                credentials.authenticate(conn, bearer, int(time.time()))
+                credentials.authenticate(store, bearer, int(time.time()))
             except Unauthorized:
                 return
             raise RuntimeError("a bad bearer authenticated")

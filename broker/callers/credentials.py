@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -27,7 +26,7 @@ from broker.errors import (
     InvalidRequest,
     Unauthorized,
 )
-from broker.store import sqlite as store
+from broker.store import CredentialRow, Store, StoreConflict
 
 SECRET_PREFIX = "otb_"  # noqa: S105 - a prefix, not a secret
 Kind = Literal["ci", "dev"]
@@ -79,7 +78,7 @@ class CredentialInfo:
     previous_valid_until: int | None
 
     @classmethod
-    def of(cls, row: store.CredentialRow) -> CredentialInfo:
+    def of(cls, row: CredentialRow) -> CredentialInfo:
         return cls(
             id=row.id,
             kind=row.kind,
@@ -114,15 +113,15 @@ def is_credential_bearer(bearer: str) -> bool:
     return bearer.startswith(SECRET_PREFIX)
 
 
-def authenticate(conn: sqlite3.Connection, bearer: str, now: int) -> Caller:
+def authenticate(store: Store, bearer: str, now: int) -> Caller:
     """The caller a secret belongs to; one Unauthorized for every way it can be wrong.
 
     An unknown id, an unparsable bearer and a wrong secret do the same work: a decoy row stands
-    in for a missing one (store.lookup_credential) and every check runs on whatever was found.
+    in for a missing one (Store.lookup_credential) and every check runs on whatever was found.
     """
     parsed = _parse(bearer)
     kind, cred_id = parsed if parsed else ("", "")
-    row = store.lookup_credential(conn, cred_id)
+    row = store.lookup_credential(cred_id)
     digest = _digest(bearer)
     current_ok = hmac.compare_digest(digest, row.secret_hash)
     previous_ok = hmac.compare_digest(digest, row.previous_hash or _DUMMY)
@@ -174,7 +173,7 @@ def check_mintable(
 
 
 def add(
-    conn: sqlite3.Connection,
+    store: Store,
     *,
     kind: Kind,
     name: str,
@@ -188,7 +187,7 @@ def add(
     allowance = allowance_for(kind, name, scope_pattern)
     cred_id = secrets.token_hex(6)
     secret = _new_secret(kind, cred_id)
-    row = store.CredentialRow(
+    row = CredentialRow(
         id=cred_id,
         kind=kind,
         name=name,
@@ -204,17 +203,17 @@ def add(
         last_used_at=None,
     )
     try:
-        store.insert_credential(conn, row)
-    except sqlite3.IntegrityError:
+        store.insert_credential(row)
+    except StoreConflict:
         raise CredentialExists(
             f"a live {kind} credential named {name!r} exists; rotate or revoke it first"
         ) from None
     return CredentialInfo.of(row), secret
 
 
-def find(conn: sqlite3.Connection, ref: str) -> store.CredentialRow:
+def find(store: Store, ref: str) -> CredentialRow:
     """A live credential by id, or by name when the name is unambiguous."""
-    live = [r for r in store.list_credentials(conn) if r.revoked_at is None]
+    live = [r for r in store.list_credentials() if r.revoked_at is None]
     hits = [r for r in live if r.id == ref] or [r for r in live if r.name == ref]
     if len(hits) != 1:
         why = "several kinds use that name; give the id" if hits else "no live credential"
@@ -222,20 +221,20 @@ def find(conn: sqlite3.Connection, ref: str) -> store.CredentialRow:
     return hits[0]
 
 
-def revoke(conn: sqlite3.Connection, ref: str, now: int) -> CredentialInfo:
-    row = find(conn, ref)
-    store.update_credential(conn, row.id, revoked_at=now)
+def revoke(store: Store, ref: str, now: int) -> CredentialInfo:
+    row = find(store, ref)
+    store.update_credential(row.id, revoked_at=now)
     return CredentialInfo.of(replace(row, revoked_at=now))
 
 
-def rotate(conn: sqlite3.Connection, ref: str, grace: int, now: int) -> tuple[CredentialInfo, str]:
+def rotate(store: Store, ref: str, grace: int, now: int) -> tuple[CredentialInfo, str]:
     """A new secret; the old one keeps working for ``grace`` seconds (running CI jobs)."""
-    row = find(conn, ref)
+    row = find(store, ref)
     secret = _new_secret(row.kind, row.id)
     changes = {
         "secret_hash": _digest(secret),
         "previous_hash": row.secret_hash,
         "previous_valid_until": now + grace,
     }
-    store.update_credential(conn, row.id, **changes)
+    store.update_credential(row.id, **changes)
     return CredentialInfo.of(replace(row, **changes)), secret  # type: ignore[arg-type]

@@ -7,7 +7,6 @@ enabled, is the same Unauthorized.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from broker.callers import credentials
@@ -16,6 +15,7 @@ from broker.callers.federation import SESSION_PREFIX, FederationProof
 from broker.callers.scopes import check_scope
 from broker.config import Settings
 from broker.errors import ScopeMalformed, ScopeNotAllowed, StoreUnavailable, Unauthorized
+from broker.store import Store, StoreError
 
 
 class Callers:
@@ -23,24 +23,24 @@ class Callers:
         self,
         settings: Settings,
         federation: FederationProof | None,
-        conn: sqlite3.Connection | None,
+        store: Store | None,
     ) -> None:
         self._max_ttl = settings.max_token_ttl_seconds
         self.federation = federation
-        self._conn = conn
+        self._store = store
 
     @property
     def enabled(self) -> bool:
-        return self.federation is not None or self._conn is not None
+        return self.federation is not None or self._store is not None
 
     def authenticate(self, bearer: str, now: int) -> Who:
         if bearer.startswith(SESSION_PREFIX) and self.federation is not None:
             session = self.federation.resolve(bearer, now)
             return Who(kind="fed", caller_id=session.wallet, credential=None)
-        if credentials.is_credential_bearer(bearer) and self._conn is not None:
+        if credentials.is_credential_bearer(bearer) and self._store is not None:
             try:
-                caller = credentials.authenticate(self._conn, bearer, now)
-            except sqlite3.Error as exc:  # locked, I/O error, damaged file: not the caller's fault
+                caller = credentials.authenticate(self._store, bearer, now)
+            except StoreError as exc:  # locked, I/O error, damaged file: not the caller's fault
                 raise StoreUnavailable(f"credential store unavailable ({exc}); try again") from None
             return Who(kind=caller.kind, caller_id=caller.id, credential=caller)
         raise Unauthorized()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ import click
 
 from broker.config import ConfigError
 from broker.errors import BrokerError
+from broker.store import StoreError
 
 __all__ = ["config_option", "json_option", "reports_errors", "table", "when"]
 
@@ -43,7 +43,7 @@ def reports_errors(func: F) -> F:
             _fail(exc.message, exc.code, _json(kwargs), code=1)
         except OSError as exc:  # e.g. a data dir this user may not write, a port in use
             _fail(str(exc), "io_error", _json(kwargs), code=1)
-        except sqlite3.Error as exc:  # e.g. a locked or damaged store
+        except StoreError as exc:  # e.g. a locked or damaged store
             _fail(f"database error: {exc}", "io_error", _json(kwargs), code=1)
 
     return wrapper  # type: ignore[return-value]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from contextlib import closing
 from dataclasses import asdict
@@ -17,21 +16,21 @@ from broker.callers import credentials
 from broker.cli.common import config_option, json_option, reports_errors, table, when
 from broker.config import MAX_ROTATION_GRACE, TAG_KEY, ConfigError, Settings, load_settings
 from broker.errors import InvalidRequest
-from broker.store import sqlite as store
+from broker.store import Store, exists, open_store
 from broker.sts.token_rules import tag_chars_ok
 
 
-def _connect(settings: Settings, *, create: bool = False) -> sqlite3.Connection:
+def _open(settings: Settings, *, create: bool = False) -> Store:
     from broker.store.files import private_dir
 
-    if not create and not store.exists(settings.data_dir):
+    if not create and not exists(settings.data_dir):
         # A wrong --config would otherwise quietly create and read an empty store.
         raise ConfigError(
             f"no broker database in {str(settings.data_dir)!r}: check --config / "
             "BROKER_DATA_DIR (`credentials add` or `serve` creates it)"
         )
     private_dir(settings.data_dir)
-    return store.connect(settings.data_dir)
+    return open_store(settings.data_dir)
 
 
 def _show(info: credentials.CredentialInfo, secret: str | None, as_json: bool) -> None:
@@ -130,9 +129,9 @@ def add(
     extra_tags = _tags(tag_pairs, settings)
     credentials.check_mintable(settings, kind=kind, name=name, extra_tags=extra_tags, now=now)
     # Only now, so that refused input leaves no database behind.
-    with closing(_connect(settings, create=True)) as conn:
+    with closing(_open(settings, create=True)) as store:
         info, secret = credentials.add(
-            conn,
+            store,
             kind=kind,
             name=name,
             scope_pattern=scope_pattern,
@@ -155,8 +154,8 @@ def list_(config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker credentials list --json
     """
-    with closing(_connect(load_settings(config_file))) as conn:
-        infos = [credentials.CredentialInfo.of(r) for r in store.list_credentials(conn)]
+    with closing(_open(load_settings(config_file))) as store:
+        infos = [credentials.CredentialInfo.of(r) for r in store.list_credentials()]
     if as_json:
         click.echo(json.dumps({"credentials": [asdict(i) for i in infos]}, indent=2))
     else:
@@ -175,8 +174,8 @@ def revoke(ref: str, config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker credentials revoke web
     """
-    with closing(_connect(load_settings(config_file))) as conn:
-        info = credentials.revoke(conn, ref, int(time.time()))
+    with closing(_open(load_settings(config_file))) as store:
+        info = credentials.revoke(store, ref, int(time.time()))
     _show(info, None, as_json)
 
 
@@ -199,9 +198,9 @@ def rotate(ref: str, grace: int | None, config_file: Path | None, as_json: bool)
       test-broker credentials rotate web --grace 3600
     """
     settings = load_settings(config_file)
-    with closing(_connect(settings)) as conn:
+    with closing(_open(settings)) as store:
         chosen = settings.rotation_grace_seconds if grace is None else grace
-        info, secret = credentials.rotate(conn, ref, chosen, int(time.time()))
+        info, secret = credentials.rotate(store, ref, chosen, int(time.time()))
     _show(info, secret, as_json)
 
 
@@ -222,9 +221,9 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
       test-broker audit --since 2026-11-23T00:00:00Z --caller ci
     """
     start = _parse_since(since)  # before touching the store: bad input changes nothing
-    with closing(_connect(load_settings(config_file))) as conn:
-        records = store.read_audit(conn, since=start, caller=caller)
-        refusals = [] if caller is not None else store.read_refusals(conn, since=start)
+    with closing(_open(load_settings(config_file))) as store:
+        records = store.read_audit(since=start, caller=caller)
+        refusals = [] if caller is not None else store.read_refusals(since=start)
     if as_json:
         click.echo(
             json.dumps(

@@ -13,7 +13,7 @@ import click
 
 from broker.cli.common import config_option, json_option, reports_errors, table, when
 from broker.config import Settings, load_settings
-from broker.store import sqlite as store
+from broker.store import exists, open_store
 from broker.store.keys import KeyRecord, KeyState, KeyStore
 
 
@@ -47,12 +47,12 @@ def _store(settings: Settings) -> KeyStore:
 
 def _signed_until(settings: Settings, kid: str) -> int | None:
     """The largest exp the audit records show signed with ``kid``; None if none are known."""
-    if not store.exists(settings.data_dir):
+    if not exists(settings.data_dir):
         return None
-    # Through store.connect like every other user of the database (it may migrate an old one;
+    # Through open_store like every other user of the database (it may migrate an old one;
     # only SQLite ever opens the file, so this is safe beside a running broker).
-    with closing(store.connect(settings.data_dir)) as conn:
-        return store.max_exp(conn, kid)
+    with closing(open_store(settings.data_dir)) as store:
+        return store.max_exp(kid)
 
 
 class _KidCommand(click.Command):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -47,9 +48,9 @@ from broker.server.mint import Minter
 from broker.server.mint_api import MintApi
 from broker.server.self_check import is_fatal, self_check
 from broker.server.wellknown import WellKnownFront
+from broker.store import Store, open_store
 from broker.store.files import private_dir
 from broker.store.keys import KeyStore
-from broker.store.sqlite import connect
 from broker.sts.catalogue import Severity
 from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 
@@ -85,9 +86,13 @@ class Broker:
             if settings.federation_enabled
             else None
         )
-        self.conn = connect(settings.data_dir) if settings.credential_minting else None
-        self.callers = Callers(settings, federation, self.conn)
-        self.audit = AuditLog(settings.data_dir)
+        # Two stores on one database: this one for credential reads on the event loop, and the
+        # audit writer's own (broker/store/sqlite.py says why not one).
+        self.store: Store | None = (
+            open_store(settings.data_dir) if settings.credential_minting else None
+        )
+        self.callers = Callers(settings, federation, self.store)
+        self.audit = AuditLog(functools.partial(open_store, settings.data_dir))
         self.conformant = self._self_check(at_start=True)
         self.api = MintApi(
             settings, self.callers, Minter(settings, self.ring), self.audit, self.metrics, clock
@@ -176,8 +181,8 @@ class Broker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.audit.stop()
-            if self.conn is not None:  # closing removes SQLite's -wal/-shm files now, not at GC
-                self.conn.close()
+            if self.store is not None:  # closing removes SQLite's -wal/-shm files now, not at GC
+                self.store.close()
 
     def _publish_discovery(self) -> None:
         # Discovery lists the algs of the published keys (keyring.py); a key_algorithm switch

@@ -1,6 +1,6 @@
 """Durable audit of every mint attempt, with group commit.
 
-One writer thread owns a SQLite connection. Requests put records on a queue; the writer takes
+One writer thread owns a store (its own SQLite connection). Requests put records on a queue; the writer takes
 everything queued, commits it in one transaction (fsync), then releases every waiting request at
 once. So a token is never returned before its record is on disk, yet throughput does not pay
 one fsync per token (shared/perf-notes.md: no linger; the batch is whatever queued meanwhile).
@@ -16,12 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sqlite3
 import threading
-from pathlib import Path
+from collections.abc import Callable
 
 from broker.errors import AuditUnavailable
-from broker.store import sqlite as store
+from broker.store import AuditRecord, RefusalCount, Store, StoreError
 
 log = logging.getLogger("broker.audit")
 _MAX_BATCH = 1024
@@ -29,15 +28,16 @@ MAX_REFUSAL_CLIENTS = 32
 OTHER_CLIENTS = "*"
 
 
-_Item = tuple[store.AuditRecord, asyncio.Future[None] | None]
+_Item = tuple[AuditRecord, asyncio.Future[None] | None]
 _Batch = list[_Item]
 _Tally = dict[tuple[int, str, str], int]
 _Handover = tuple[_Batch, _Tally]
 
 
 class AuditLog:
-    def __init__(self, data_dir: Path) -> None:
-        self._data_dir = data_dir
+    def __init__(self, open_store: Callable[[], Store]) -> None:
+        """``open_store`` gives the writer's own store: called once, by ``start``."""
+        self._open_store = open_store
         self._queue: queue.SimpleQueue[_Handover | None] = queue.SimpleQueue()
         # Records of one event-loop iteration go to the writer together (measured: handing
         # them over one by one made most commits a batch of one).
@@ -50,10 +50,10 @@ class AuditLog:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         # Opened here, not in the thread: a store that cannot be opened must fail startup,
         # not kill the writer later and leave every mint waiting on a dead thread.
-        conn = store.connect(self._data_dir)
+        store = self._open_store()
         self._loop = loop
         self._thread = threading.Thread(
-            target=self._run, args=(conn,), name="audit-writer", daemon=True
+            target=self._run, args=(store,), name="audit-writer", daemon=True
         )
         self._thread.start()
 
@@ -65,13 +65,13 @@ class AuditLog:
             self._thread.join(30)
             self._thread = None
 
-    async def commit(self, record: store.AuditRecord) -> None:
+    async def commit(self, record: AuditRecord) -> None:
         """Return once the record is durable; AuditUnavailable if it cannot be."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._add((record, future))
         await future
 
-    def note(self, record: store.AuditRecord) -> None:
+    def note(self, record: AuditRecord) -> None:
         """Record without waiting (refusals: nothing is handed out that needs the proof)."""
         self._add((record, None))
 
@@ -104,7 +104,7 @@ class AuditLog:
         tally, self._tally = self._tally, {}
         self._queue.put((batch, tally))
 
-    def _run(self, conn: sqlite3.Connection) -> None:
+    def _run(self, store: Store) -> None:
         try:
             while True:
                 first = self._queue.get()
@@ -123,18 +123,18 @@ class AuditLog:
                     batch.extend(more[0])
                     for key, count in more[1].items():
                         tally[key] = tally.get(key, 0) + count
-                self._write(conn, batch, tally)
+                self._write(store, batch, tally)
                 if stop:
                     return
         finally:
-            conn.close()
+            store.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: _Batch, tally: _Tally) -> None:
-        error: sqlite3.Error | None = None
-        refusals = [store.RefusalCount(*key, count) for key, count in tally.items()]
+    def _write(self, store: Store, batch: _Batch, tally: _Tally) -> None:
+        error: StoreError | None = None
+        refusals = [RefusalCount(*key, count) for key, count in tally.items()]
         try:
-            store.write_audit(conn, [record for record, _ in batch], refusals)
-        except sqlite3.Error as exc:  # disk full, I/O error: withhold the tokens, keep running
+            store.write_audit([record for record, _ in batch], refusals)
+        except StoreError as exc:  # disk full, I/O error: withhold the tokens, keep running
             log.error("audit commit of %d records failed: %s", len(batch), exc)
             error = exc
         waiting = [future for _, future in batch if future is not None]
@@ -142,7 +142,7 @@ class AuditLog:
             self._loop.call_soon_threadsafe(_release, waiting, error)
 
 
-def _release(futures: list[asyncio.Future[None]], error: sqlite3.Error | None) -> None:
+def _release(futures: list[asyncio.Future[None]], error: StoreError | None) -> None:
     for future in futures:
         if future.done():  # the client went away
             continue

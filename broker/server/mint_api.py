@@ -19,7 +19,7 @@ from broker.server.metrics import Metrics
 from broker.server.mint import Minter, MintResult
 from broker.server.ratelimit import RateLimiter
 from broker.server.request_input import MintBody, SessionCreateBody, bearer, json_body
-from broker.store.sqlite import AuditRecord
+from broker.store import AuditRecord
 
 log = logging.getLogger("broker.mint")
 

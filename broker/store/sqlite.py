@@ -1,5 +1,11 @@
 """SQLite: schema, credentials and audit records. The only module that speaks SQL.
 
+``SqliteStore`` is the ``Store`` (broker/store/protocol.py) on one connection; every
+``sqlite3.Error`` leaves it as a ``StoreError``, so nothing outside broker/store/ imports
+sqlite3. A running broker holds two: one for the event loop's credential reads, one owned by
+the audit writer thread (a connection's transaction is the connection's, not the thread's, so
+sharing one would put the loop's reads inside the writer's batch).
+
 WAL mode lets the event loop read credentials while the audit writer thread commits;
 ``synchronous=FULL`` makes a commit durable before the writer releases the responses waiting
 on it.
@@ -8,13 +14,23 @@ on it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import ParamSpec, TypeVar
+
+from broker.store.protocol import StoreConflict, StoreError
+from broker.store.records import (
+    CREDENTIAL_FIELDS,
+    DECOY,
+    AuditRecord,
+    CredentialRow,
+    RefusalCount,
+    marks_used,
+)
 
 # Migrations by PRAGMA user_version: step N takes a database from version N to N + 1. Version 0
 # is both a new file and one written before versions existed (its CREATEs are IF NOT EXISTS).
@@ -70,53 +86,6 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-@dataclass(frozen=True)
-class CredentialRow:
-    id: str
-    kind: str
-    name: str
-    secret_hash: bytes
-    previous_hash: bytes | None
-    previous_valid_until: int | None
-    scope_pattern: str
-    max_ttl: int
-    extra_tags: str
-    created_at: int
-    expires_at: int | None
-    revoked_at: int | None
-    last_used_at: int | None
-
-
-class AuditRecord(NamedTuple):
-    """One mint attempt; a tuple so a batch goes to SQLite without per-field copying."""
-
-    at: float
-    caller_kind: str | None
-    caller_id: str | None
-    sub: str | None
-    scope: str | None
-    jti: str | None
-    kid: str | None
-    client: str | None
-    result: str
-    error: str | None
-    exp: int | None = None
-
-
-@dataclass(frozen=True)
-class RefusalCount:
-    """Refusals before authentication of one client address, error and minute."""
-
-    minute: int  # unix seconds at the start of the minute
-    client: str
-    error: str
-    count: int
-
-
-_CRED_COLUMNS = ", ".join(f.name for f in fields(CredentialRow))
-_AUDIT_COLUMNS = ", ".join(AuditRecord._fields)
-
-
 DB_FILE = "broker.sqlite3"
 # Every name SQLite gives the database's files. Only SQLite may open them: closing ANY descriptor
 # of a file drops every POSIX lock this process holds on it, so a stray open()/close() beside a
@@ -160,6 +129,7 @@ def _tighten(db: Path) -> None:
 
 
 def connect(data_dir: Path) -> sqlite3.Connection:
+    """A migrated connection (raises sqlite3 errors: ``open_store`` is the public way in)."""
     db = data_dir / DB_FILE
     if not db.exists():
         _create_private(db)
@@ -184,7 +154,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
+            raise StoreError(
                 f"the database is schema version {version}, newer than this broker's "
                 f"{SCHEMA_VERSION}; upgrade test-broker"
             )
@@ -204,124 +174,154 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-# What an unknown id finds: no kind matches it, so nothing authenticates against it.
-DECOY = CredentialRow(
-    id="",
-    kind="",
-    name="",
-    secret_hash=bytes(32),
-    previous_hash=None,
-    previous_valid_until=None,
-    scope_pattern="",
-    max_ttl=0,
-    extra_tags="{}",
-    created_at=0,
-    expires_at=None,
-    revoked_at=0,
-    last_used_at=None,
-)
-_DECOY_MARKS = ", ".join("?" for _ in fields(CredentialRow))
-_DECOY_VALUES = tuple(getattr(DECOY, f.name) for f in fields(CredentialRow))
+_CRED_COLUMNS = ", ".join(CREDENTIAL_FIELDS)
+_CRED_MARKS = ", ".join("?" for _ in CREDENTIAL_FIELDS)
+_AUDIT_COLUMNS = ", ".join(AuditRecord._fields)
+_AUDIT_MARKS = ", ".join("?" for _ in AuditRecord._fields)
+_DECOY_VALUES = tuple(getattr(DECOY, name) for name in CREDENTIAL_FIELDS)
+# A conflict is a broken uniqueness rule, not any constraint (NOT NULL is a bug, not a conflict).
+_CONFLICTS = {sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY}
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def lookup_credential(conn: sqlite3.Connection, cred_id: str) -> CredentialRow:
-    """The row of ``cred_id``, or ``DECOY``, by the same work either way.
+def _store_errors(method: Callable[P, R]) -> Callable[P, R]:
+    """sqlite3's exceptions leave as the Store's own, with SQLite's message."""
 
-    One statement returns exactly one row in both cases, built by the same code, so the time an
-    authentication takes does not tell whether the id exists.
-    """
-    found = conn.execute(
-        f"SELECT {_CRED_COLUMNS} FROM credentials WHERE id = ? "
-        f"UNION ALL SELECT {_DECOY_MARKS} "
-        "WHERE NOT EXISTS (SELECT 1 FROM credentials WHERE id = ?)",
-        (cred_id, *_DECOY_VALUES, cred_id),
-    ).fetchone()
-    return CredentialRow(*found)
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.IntegrityError as exc:
+            if exc.sqlite_errorcode in _CONFLICTS:
+                raise StoreConflict(str(exc)) from exc
+            raise StoreError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
 
-
-def get_credential(conn: sqlite3.Connection, cred_id: str) -> CredentialRow | None:
-    row = conn.execute(f"SELECT {_CRED_COLUMNS} FROM credentials WHERE id = ?", (cred_id,))
-    found = row.fetchone()
-    return None if found is None else CredentialRow(*found)
+    return wrapper
 
 
-def list_credentials(conn: sqlite3.Connection) -> list[CredentialRow]:
-    rows = conn.execute(f"SELECT {_CRED_COLUMNS} FROM credentials ORDER BY created_at, id")
-    return [CredentialRow(*r) for r in rows]
+@_store_errors
+def open_store(data_dir: Path) -> SqliteStore:
+    """The database in ``data_dir``, created (0600) and migrated to ``SCHEMA_VERSION``."""
+    return SqliteStore(connect(data_dir))
 
 
-def insert_credential(conn: sqlite3.Connection, row: CredentialRow) -> None:
-    marks = ", ".join("?" for _ in fields(CredentialRow))
-    values = [getattr(row, f.name) for f in fields(CredentialRow)]
-    conn.execute(f"INSERT INTO credentials ({_CRED_COLUMNS}) VALUES ({marks})", values)
+class SqliteStore:
+    """A ``Store`` on one connection; one thread at a time, not always the one that opened it."""
 
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
 
-def update_credential(conn: sqlite3.Connection, cred_id: str, **changes: Any) -> None:
-    sets = ", ".join(f"{name} = ?" for name in changes)
-    conn.execute(f"UPDATE credentials SET {sets} WHERE id = ?", [*changes.values(), cred_id])
+    @_store_errors
+    def lookup_credential(self, cred_id: str) -> CredentialRow:
+        # One statement returns exactly one row in both cases, built by the same code, so the
+        # time an authentication takes does not tell whether the id exists.
+        found = self._conn.execute(
+            f"SELECT {_CRED_COLUMNS} FROM credentials WHERE id = ? "
+            f"UNION ALL SELECT {_CRED_MARKS} "
+            "WHERE NOT EXISTS (SELECT 1 FROM credentials WHERE id = ?)",
+            (cred_id, *_DECOY_VALUES, cred_id),
+        ).fetchone()
+        return CredentialRow(*found)
 
-
-def write_audit(
-    conn: sqlite3.Connection,
-    records: Sequence[AuditRecord],
-    refusals: Sequence[RefusalCount] = (),
-) -> None:
-    """One transaction for the whole batch (group commit); marks credentials as used.
-
-    ``refusals`` are added to the counts already stored for their (minute, client, error).
-    """
-    marks = ", ".join("?" for _ in AuditRecord._fields)
-    used = {
-        (r.caller_id, int(r.at))
-        for r in records
-        if r.result == "ok" and r.caller_kind in ("ci", "dev") and r.caller_id
-    }
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.executemany(f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({marks})", records)
-        conn.executemany(
-            "UPDATE credentials SET last_used_at = max(coalesce(last_used_at, 0), ?) WHERE id = ?",
-            [(at, cid) for cid, at in used],
+    @_store_errors
+    def get_credential(self, cred_id: str) -> CredentialRow | None:
+        row = self._conn.execute(
+            f"SELECT {_CRED_COLUMNS} FROM credentials WHERE id = ?", (cred_id,)
         )
-        conn.executemany(
-            "INSERT INTO refusals (minute, client, error, count) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (minute, client, error) DO UPDATE SET count = count + excluded.count",
-            [(r.minute, r.client, r.error, r.count) for r in refusals],
+        found = row.fetchone()
+        return None if found is None else CredentialRow(*found)
+
+    @_store_errors
+    def list_credentials(self) -> list[CredentialRow]:
+        rows = self._conn.execute(
+            f"SELECT {_CRED_COLUMNS} FROM credentials ORDER BY created_at, id"
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        return [CredentialRow(*r) for r in rows]
 
+    @_store_errors
+    def insert_credential(self, row: CredentialRow) -> None:
+        values = [getattr(row, name) for name in CREDENTIAL_FIELDS]
+        self._conn.execute(
+            f"INSERT INTO credentials ({_CRED_COLUMNS}) VALUES ({_CRED_MARKS})", values
+        )
 
-def max_exp(conn: sqlite3.Connection, kid: str) -> int | None:
-    """The latest exp of any token handed out signed by ``kid`` (every one has its record)."""
-    row = conn.execute("SELECT max(exp) FROM audit WHERE kid = ? AND result = 'ok'", (kid,))
-    found: int | None = row.fetchone()[0]
-    return found
+    @_store_errors
+    def update_credential(self, cred_id: str, **changes: object) -> None:
+        unknown = sorted(set(changes) - set(CREDENTIAL_FIELDS))
+        if unknown:  # names become SQL text below: only the row's own fields may
+            raise TypeError(f"credentials have no field {', '.join(unknown)}")
+        if not changes:
+            return
+        sets = ", ".join(f"{name} = ?" for name in changes)
+        self._conn.execute(
+            f"UPDATE credentials SET {sets} WHERE id = ?", [*changes.values(), cred_id]
+        )
 
+    @_store_errors
+    def write_audit(
+        self, records: Sequence[AuditRecord], refusals: Sequence[RefusalCount] = ()
+    ) -> None:
+        """One transaction for the whole batch (group commit); marks credentials as used."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                f"INSERT INTO audit ({_AUDIT_COLUMNS}) VALUES ({_AUDIT_MARKS})", records
+            )
+            conn.executemany(
+                "UPDATE credentials SET last_used_at = max(coalesce(last_used_at, 0), ?) "
+                "WHERE id = ?",
+                [(at, cid) for cid, at in marks_used(records)],
+            )
+            conn.executemany(
+                "INSERT INTO refusals (minute, client, error, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (minute, client, error) DO UPDATE SET count = count + excluded.count",
+                [(r.minute, r.client, r.error, r.count) for r in refusals],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
-def read_refusals(conn: sqlite3.Connection, *, since: float | None = None) -> list[RefusalCount]:
-    start = -1 if since is None else int(since) // 60 * 60
-    rows = conn.execute(
-        "SELECT minute, client, error, count FROM refusals WHERE minute >= ? "
-        "ORDER BY minute, client, error",
-        (start,),
-    )
-    return [RefusalCount(*r) for r in rows]
+    @_store_errors
+    def read_audit(
+        self, *, since: float | None = None, caller: str | None = None
+    ) -> list[AuditRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since)
+        if caller is not None:
+            where.append("(caller_id = ? OR caller_kind = ?)")
+            args += [caller, caller]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit {clause} ORDER BY seq", args)
+        return [AuditRecord(*r) for r in rows]
 
+    @_store_errors
+    def read_refusals(self, *, since: float | None = None) -> list[RefusalCount]:
+        start = -1 if since is None else int(since) // 60 * 60
+        rows = self._conn.execute(
+            "SELECT minute, client, error, count FROM refusals WHERE minute >= ? "
+            "ORDER BY minute, client, error",
+            (start,),
+        )
+        return [RefusalCount(*r) for r in rows]
 
-def read_audit(
-    conn: sqlite3.Connection, *, since: float | None = None, caller: str | None = None
-) -> list[AuditRecord]:
-    where: list[str] = []
-    args: list[Any] = []
-    if since is not None:
-        where.append("at >= ?")
-        args.append(since)
-    if caller is not None:
-        where.append("(caller_id = ? OR caller_kind = ?)")
-        args += [caller, caller]
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(f"SELECT {_AUDIT_COLUMNS} FROM audit {clause} ORDER BY seq", args)
-    return [AuditRecord(*r) for r in rows]
+    @_store_errors
+    def max_exp(self, kid: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT max(exp) FROM audit WHERE kid = ? AND result = 'ok'", (kid,)
+        )
+        found: int | None = row.fetchone()[0]
+        return found
+
+    @_store_errors
+    def close(self) -> None:
+        # Closing the last connection removes SQLite's -wal/-shm files now, not at GC.
+        self._conn.close()

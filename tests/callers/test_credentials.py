@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from broker.callers import credentials
 from broker.main import main
-from broker.store import sqlite as store
+from broker.store import open_store
+from broker.store.sqlite import SqliteStore, connect
 from broker.testing.live import LiveBroker, StartBroker
 
 MINT = "/v1/mint-oidc-jwt"
@@ -59,9 +60,9 @@ def test_unknown_wrong_revoked_and_expired_get_identical_401(broker: LiveBroker)
     good = str(cli(data, "credentials", "add", "--kind", "dev", "--name", "alice")["secret"])
     revoked = cli(data, "credentials", "add", "--kind", "dev", "--name", "bob")
     cli(data, "credentials", "revoke", str(revoked["id"]))
-    with closing(store.connect(data)) as conn:  # the CLI gives at least a day
+    with closing(open_store(data)) as store:  # the CLI gives at least a day
         _, expired_secret = credentials.add(
-            conn,
+            store,
             kind="dev",
             name="carol",
             scope_pattern=None,
@@ -204,9 +205,10 @@ def test_reading_a_store_that_does_not_exist_creates_nothing(
 def test_unknown_id_and_wrong_secret_do_the_same_work(tmp_path: Path) -> None:
     # Timing belongs to bench/auth_timing.py; here: both 401 paths make the very same calls
     # (Python and C functions, in order) and run the same SQL, so neither can be told apart.
-    with closing(store.connect(tmp_path)) as conn:
+    with closing(connect(tmp_path)) as conn:  # the connection itself, to trace its SQL
+        store = SqliteStore(conn)
         _, secret = credentials.add(
-            conn,
+            store,
             kind="ci",
             name="web",
             scope_pattern=None,
@@ -234,7 +236,7 @@ def test_unknown_id_and_wrong_secret_do_the_same_work(tmp_path: Path) -> None:
             conn.set_trace_callback(statements.append)
             sys.setprofile(profile)
             try:
-                credentials.authenticate(conn, bearer, int(time.time()))
+                credentials.authenticate(store, bearer, int(time.time()))
             except credentials.Unauthorized:
                 pass
             finally:
@@ -243,7 +245,7 @@ def test_unknown_id_and_wrong_secret_do_the_same_work(tmp_path: Path) -> None:
             sql = [s.replace(cred_id, "ID").replace("0" * 12, "ID") for s in statements]
             work[name] = (calls, sql)
         assert work["unknown"] == work["wrong"]
-        assert "lookup_credential" in work["wrong"][0]
+        assert "SqliteStore.lookup_credential" in work["wrong"][0]
 
 
 def test_a_credential_damaged_outside_the_cli_is_refused_and_recorded(broker: LiveBroker) -> None:

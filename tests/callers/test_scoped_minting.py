@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from broker.callers import credentials
 from broker.callers.claims import VERIFIER_CLOCK_LAG_SECONDS as LAG
 from broker.main import main
-from broker.store import sqlite as store
+from broker.store import open_store
 from broker.testing.live import LiveBroker, StartBroker
 from tests.callers.test_credentials import cli, mint
 
@@ -119,9 +119,9 @@ def test_without_a_ttl_a_low_capped_caller_gets_its_cap(broker: LiveBroker) -> N
 
 def test_extra_tags_never_replace_the_scope_or_caller_tag(broker: LiveBroker) -> None:
     # The CLI refuses such tags; a row written some other way must still not move the scope.
-    with closing(store.connect(broker.settings.data_dir)) as conn:
+    with closing(open_store(broker.settings.data_dir)) as store:
         _, secret = credentials.add(
-            conn,
+            store,
             kind="ci",
             name="sneaky",
             scope_pattern=None,
@@ -131,7 +131,7 @@ def test_extra_tags_never_replace_the_scope_or_caller_tag(broker: LiveBroker) ->
             now=int(time.time()),
         )
         _, case_variant = credentials.add(
-            conn,
+            store,
             kind="ci",
             name="sneaky2",
             scope_pattern=None,

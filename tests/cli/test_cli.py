@@ -13,9 +13,10 @@ from click.testing import CliRunner
 from joserfc.jwk import ECKey
 
 from broker.main import main
-from broker.store import sqlite as store
+from broker.store import exists, open_store
 from broker.store.files import atomic_write
 from broker.store.keys import KeyPolicy, KeyState, KeyStore
+from broker.store.sqlite import SqliteStore
 from broker.testing.live import free_loopback_url
 
 COMMANDS = [
@@ -229,15 +230,15 @@ def test_keys_rotate_keeps_the_retiring_key_until_the_audited_exp(
 ) -> None:
     env = {"BROKER_DATA_DIR": str(tmp_path), "BROKER_MAX_TOKEN_TTL_SECONDS": "600"}
     KeyStore(tmp_path, _policy()).ensure(1_700_000_000)  # next key published long ago
-    store.connect(tmp_path).close()  # an audit database exists
+    open_store(tmp_path).close()  # an audit database exists
     asked: list[str] = []
     far = 4_000_000_000
 
-    def max_exp(conn: object, kid: str) -> int:
+    def max_exp(store: object, kid: str) -> int:
         asked.append(kid)
         return far
 
-    monkeypatch.setattr(store, "max_exp", max_exp)
+    monkeypatch.setattr(SqliteStore, "max_exp", max_exp)
     active = next(r.kid for r in KeyStore(tmp_path, _policy()).records() if r.state == "active")
     result = CliRunner().invoke(main, ["keys", "rotate", "--json"], env=env)
     assert result.exit_code == 0, result.output
@@ -250,7 +251,7 @@ def test_keys_rotate_keeps_the_retiring_key_until_the_audited_exp(
 def test_keys_rotate_without_an_audit_database_creates_none(tmp_path: Path) -> None:
     env = {"BROKER_DATA_DIR": str(tmp_path)}
     assert CliRunner().invoke(main, ["keys", "rotate"], env=env).exit_code == 0
-    assert not store.exists(tmp_path)
+    assert not exists(tmp_path)
 
 
 # -- damaged state: one line, never a traceback --------------------------------------------------

@@ -23,7 +23,7 @@ from broker.callers import credentials
 from broker.callers.federation import FederationProof, load_secret
 from broker.config import Settings, load_settings
 from broker.server import openapi
-from broker.store import sqlite as store
+from broker.store import open_store
 from broker.testing.live import LiveBroker, serving
 
 # 413 (body above max_body_bytes) is a correct rejection of an over-long field too.
@@ -65,9 +65,9 @@ class BrokerAuth:
         # Called while tests are generated, before the server runs: write its state directly.
         if not BrokerAuth.bearers:
             fed = FederationProof(load_secret(DATA), session_ttl=3600)
-            with closing(store.connect(DATA)) as conn:
+            with closing(open_store(DATA)) as store:
                 _, secret = credentials.add(
-                    conn,
+                    store,
                     kind="dev",
                     name="fuzz",
                     scope_pattern=None,

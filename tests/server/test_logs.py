@@ -16,7 +16,7 @@ from broker.callers import credentials
 from broker.callers.federation import FederationProof
 from broker.main import main
 from broker.server.logs import redact
-from broker.store import sqlite as store
+from broker.store import open_store
 from broker.testing.live import free_loopback_url, spawn_broker
 
 
@@ -65,10 +65,10 @@ def test_redaction_covers_bearers_tokens_and_pem() -> None:
 
 
 def test_redaction_covers_the_bearers_the_broker_really_issues(tmp_path: Path) -> None:
-    conn = store.connect(tmp_path)
+    store = open_store(tmp_path)
     issued = [
         credentials.add(
-            conn,
+            store,
             kind=kind,
             name="logs",
             scope_pattern=None,
@@ -79,7 +79,7 @@ def test_redaction_covers_the_bearers_the_broker_really_issues(tmp_path: Path) -
         )[1]
         for kind in credentials.KINDS
     ]
-    conn.close()
+    store.close()
     issued.append(FederationProof(b"k" * 32, session_ttl=60).create_session("p", now=1).bearer)
     for bearer in issued:
         assert redact(f'auth "Bearer {bearer}", then') == 'auth "Bearer [redacted]", then'

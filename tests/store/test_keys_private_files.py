@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 from broker.errors import KeyStoreError
 from broker.main import main
-from broker.store import sqlite as store
+from broker.store import AuditRecord, open_store
 from broker.store.files import private_dir
 from broker.store.keys import KeyPolicy, KeyStore
+from broker.store.sqlite import DB_FILES
 
 POLICY = KeyPolicy(algorithm="ES256", rsa_bits=2048, max_published=4, reload_seconds=1.0)
 NOW = 1_800_000_000
@@ -103,30 +104,29 @@ def test_keys_rotate_in_a_shared_data_dir_is_one_line(tmp_path: Path) -> None:
 
 def test_the_database_and_its_wal_and_shm_are_0600(tmp_path: Path) -> None:
     with umask(0o022):
-        conn = store.connect(tmp_path)
+        store = open_store(tmp_path)
         try:
-            store.write_audit(conn, [store.AuditRecord(1.0, *[None] * 7, "ok", None)])
+            store.write_audit([AuditRecord(1.0, *[None] * 7, "ok", None)])
             files = [tmp_path / f"broker.sqlite3{s}" for s in ("", "-wal", "-shm")]
             assert all(p.exists() for p in files)  # WAL mode, open connection
             assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
         finally:
-            conn.close()
+            store.close()
 
 
 def test_a_database_left_0644_by_an_older_version_is_tightened(tmp_path: Path) -> None:
     with umask(0o022):
-        store.connect(tmp_path).close()
+        open_store(tmp_path).close()
     db = tmp_path / "broker.sqlite3"
     db.chmod(0o644)
-    conn = store.connect(tmp_path)
-    conn.close()
+    open_store(tmp_path).close()
     assert mode(db) == 0o600
 
 
 def test_opening_a_database_file_outside_sqlite_fails_the_tests(tmp_path: Path) -> None:
     # The guard of tests/conftest.py: what makes a stray open()/close() of the store impossible
     # to land (it would drop a live connection's locks; broker/store/sqlite.py says why).
-    store.connect(tmp_path).close()
-    for name in store.DB_FILES:
+    open_store(tmp_path).close()
+    for name in DB_FILES:
         with pytest.raises(RuntimeError, match="opened outside SQLite"):
             (tmp_path / name).open("ab")
