@@ -20,7 +20,7 @@ from broker.sts.catalogue import ROLES_CLAIM
 
 PolicyKind = Literal["trust", "role", "bucket"]
 Target = Literal["aws", "seaweedfs"]
-KINDS: tuple[PolicyKind, ...] = ("trust", "role", "bucket")
+POLICY_KINDS: tuple[PolicyKind, ...] = ("trust", "role", "bucket")
 TARGETS: tuple[Target, ...] = ("aws", "seaweedfs")
 VERSION = "2012-10-17"
 WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"

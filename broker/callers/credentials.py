@@ -29,16 +29,16 @@ from broker.errors import (
 from broker.store import CredentialRow, Store, StoreConflict
 
 SECRET_PREFIX = "otb_"  # noqa: S105 - a prefix, not a secret
-Kind = Literal["ci", "dev"]
-KINDS: tuple[Kind, ...] = ("ci", "dev")
+CredentialKind = Literal["ci", "dev"]
+CREDENTIAL_KINDS: tuple[CredentialKind, ...] = ("ci", "dev")
 _DUMMY = hashlib.sha256(b"no such credential").digest()
 
 
 @dataclass(frozen=True, kw_only=True)
-class Caller:
+class Credential:
     """An authenticated CI or dev credential, as the mint path needs it."""
 
-    kind: Kind
+    kind: CredentialKind
     id: str
     name: str
     allowance: Allowance
@@ -104,7 +104,7 @@ def _new_secret(kind: str, cred_id: str) -> str:
 
 def _parse(bearer: str) -> tuple[str, str] | None:
     parts = bearer.split("_", 3)
-    if len(parts) != 4 or parts[0] + "_" != SECRET_PREFIX or parts[1] not in KINDS:
+    if len(parts) != 4 or parts[0] + "_" != SECRET_PREFIX or parts[1] not in CREDENTIAL_KINDS:
         return None
     return parts[1], parts[2]
 
@@ -113,7 +113,7 @@ def is_credential_bearer(bearer: str) -> bool:
     return bearer.startswith(SECRET_PREFIX)
 
 
-def authenticate(store: Store, bearer: str, now: int) -> Caller:
+def authenticate(store: Store, bearer: str, now: int) -> Credential:
     """The caller a secret belongs to; one Unauthorized for every way it can be wrong.
 
     An unknown id, an unparsable bearer and a wrong secret do the same work: a decoy row stands
@@ -132,7 +132,7 @@ def authenticate(store: Store, bearer: str, now: int) -> Caller:
     # A decoy's kind is "", which no parsed bearer carries.
     if not (row.kind == kind and live and (current_ok or in_grace)):
         raise Unauthorized()
-    return Caller(
+    return Credential(
         kind="ci" if row.kind == "ci" else "dev",
         id=row.id,
         name=row.name,
@@ -157,7 +157,7 @@ def _extra_tags(text: str) -> dict[str, str] | None:
 
 
 def check_mintable(
-    settings: Settings, *, kind: Kind, name: str, extra_tags: Mapping[str, str], now: int
+    settings: Settings, *, kind: CredentialKind, name: str, extra_tags: Mapping[str, str], now: int
 ) -> None:
     """Refuse now a credential that every mint would refuse (too many or too long tags)."""
     smallest = MintRequest(
@@ -175,7 +175,7 @@ def check_mintable(
 def add(
     store: Store,
     *,
-    kind: Kind,
+    kind: CredentialKind,
     name: str,
     scope_pattern: str | None,
     max_ttl: int,

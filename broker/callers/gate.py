@@ -18,7 +18,7 @@ from broker.errors import ScopeMalformed, ScopeNotAllowed, StoreUnavailable, Una
 from broker.store import Store, StoreError
 
 
-class Callers:
+class Gate:
     def __init__(
         self,
         settings: Settings,
@@ -33,56 +33,59 @@ class Callers:
     def enabled(self) -> bool:
         return self.federation is not None or self._store is not None
 
-    def authenticate(self, bearer: str, now: int) -> Who:
+    def authenticate(self, bearer: str, now: int) -> Caller:
         if bearer.startswith(SESSION_PREFIX) and self.federation is not None:
             session = self.federation.resolve(bearer, now)
-            return Who(kind="fed", caller_id=session.wallet, credential=None)
+            return Caller(kind="fed", caller_id=session.wallet, credential=None)
         if credentials.is_credential_bearer(bearer) and self._store is not None:
             try:
-                caller = credentials.authenticate(self._store, bearer, now)
+                credential = credentials.authenticate(self._store, bearer, now)
             except StoreError as exc:  # locked, I/O error, damaged file: not the caller's fault
                 raise StoreUnavailable(f"credential store unavailable ({exc}); try again") from None
-            return Who(kind=caller.kind, caller_id=caller.id, credential=caller)
+            return Caller(kind=credential.kind, caller_id=credential.id, credential=credential)
         raise Unauthorized()
 
-    def authorize(self, who: Who, scope: str | None) -> MintRequest:
-        """The mint request ``who`` may make for ``scope``; refused, never narrowed."""
-        caller = who.credential
-        if caller is None:  # a federation session: its wallet is its only scope
-            if scope is not None and scope != who.caller_id:
+    def authorize(self, caller: Caller, scope: str | None) -> MintRequest:
+        """The mint request ``caller`` may make for ``scope``; refused, never narrowed."""
+        credential = caller.credential
+        if credential is None:  # a federation session: its wallet is its only scope
+            if scope is not None and scope != caller.caller_id:
                 raise ScopeNotAllowed(
-                    f"a federation-proof session may only mint its own wallet {who.caller_id}; "
+                    f"a federation-proof session may only mint its own wallet {caller.caller_id}; "
                     "omit 'scope' or send that value"
                 )
             return MintRequest(
-                kind="fed", caller_id=who.caller_id, scope=who.caller_id, max_ttl=self._max_ttl
+                kind="fed",
+                caller_id=caller.caller_id,
+                scope=caller.caller_id,
+                max_ttl=self._max_ttl,
             )
-        caller.check_intact()
+        credential.check_intact()
         if scope is None:
-            if caller.kind == "ci":
+            if credential.kind == "ci":
                 raise ScopeMalformed(
-                    f"a CI bearer must ask for a scope matching {caller.allowance.pattern}"
+                    f"a CI bearer must ask for a scope matching {credential.allowance.pattern}"
                 )
-            scope = caller.home
+            scope = credential.home
         check_scope(scope)
-        if not caller.allowance.allows(scope):
+        if not credential.allowance.allows(scope):
             raise ScopeNotAllowed(
                 f"scope {scope!r} is outside this credential's allowance "
-                f"{caller.allowance.pattern!r}; ask for a scope inside it"
+                f"{credential.allowance.pattern!r}; ask for a scope inside it"
             )
         return MintRequest(
-            kind=caller.kind,
-            caller_id=caller.id,
+            kind=credential.kind,
+            caller_id=credential.id,
             scope=scope,
-            max_ttl=min(caller.max_ttl, self._max_ttl),
-            extra_tags=caller.extra_tags,
+            max_ttl=min(credential.max_ttl, self._max_ttl),
+            extra_tags=credential.extra_tags,
         )
 
 
 @dataclass(frozen=True)
-class Who:
+class Caller:
     """An authenticated caller, before it is known what it asks for."""
 
     kind: CallerKind
     caller_id: str
-    credential: credentials.Caller | None
+    credential: credentials.Credential | None

@@ -28,7 +28,7 @@ def policy() -> None:
 
 
 @policy.command("render")
-@click.argument("kind", type=click.Choice(policies.KINDS))
+@click.argument("kind", type=click.Choice(policies.POLICY_KINDS))
 @click.option(
     "--target",
     type=click.Choice(policies.TARGETS),

@@ -105,7 +105,7 @@ def credentials_group() -> None:
 @json_option
 @reports_errors
 def add(
-    kind: credentials.Kind,
+    kind: credentials.CredentialKind,
     name: str,
     scope_pattern: str | None,
     max_ttl: int | None,

@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.callers.federation import FederationProof, load_secret
-from broker.callers.gate import Callers
+from broker.callers.gate import Gate
 from broker.config import Settings
 from broker.errors import (
     BrokerError,
@@ -91,11 +91,11 @@ class Broker:
         self.store: Store | None = (
             open_store(settings.data_dir) if settings.credential_minting else None
         )
-        self.callers = Callers(settings, federation, self.store)
+        self.gate = Gate(settings, federation, self.store)
         self.audit = AuditLog(functools.partial(open_store, settings.data_dir))
         self.conformant = self._self_check(at_start=True)
         self.api = MintApi(
-            settings, self.callers, Minter(settings, self.ring), self.audit, self.metrics, clock
+            settings, self.gate, Minter(settings, self.ring), self.audit, self.metrics, clock
         )
 
     def _self_check(self, *, at_start: bool) -> bool:
@@ -120,7 +120,7 @@ class Broker:
 
     @property
     def minting_enabled(self) -> bool:
-        return self.callers.enabled
+        return self.gate.enabled
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -163,7 +163,7 @@ class Broker:
             Route("/metrics", self.metrics_text, methods=["GET"]),
             Route("/openapi.json", self.openapi_json, methods=["GET"]),
         ]
-        if self.callers.federation is not None:
+        if self.gate.federation is not None:
             routes.append(Route("/session/create", self.api.session_create, methods=["POST"]))
         if self.minting_enabled:
             routes.append(Route("/v1/mint-oidc-jwt", self.api.mint, methods=["POST"]))

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from broker.callers.claims import MintRequest
-from broker.callers.gate import Callers, Who
+from broker.callers.gate import Caller, Gate
 from broker.config import Settings
 from broker.errors import BrokerError, Unauthorized
 from broker.server.audit import AuditLog
@@ -28,14 +28,14 @@ class MintApi:
     def __init__(
         self,
         settings: Settings,
-        callers: Callers,
+        gate: Gate,
         minter: Minter,
         audit: AuditLog,
         metrics: Metrics,
         clock: Callable[[], int],
     ) -> None:
         self.settings = settings
-        self.callers = callers
+        self.gate = gate
         self.minter = minter
         self.audit = audit
         self.metrics = metrics
@@ -47,13 +47,13 @@ class MintApi:
         )
 
     async def session_create(self, request: Request) -> Response:
-        assert self.callers.federation is not None  # noqa: S101 - mounted only when enabled
+        assert self.gate.federation is not None  # noqa: S101 - mounted only when enabled
         client = request.client.host if request.client else "-"
         body = await json_body(
             request, SessionCreateBody, self.settings.max_body_bytes, optional=False
         )
         try:
-            session = self.callers.federation.create_session(body.auth_token, self.clock())
+            session = self.gate.federation.create_session(body.auth_token, self.clock())
         except Unauthorized:
             self._failed_authentication(client)
             raise
@@ -64,7 +64,7 @@ class MintApi:
         try:
             result = await self._mint(request, attempt)
         except BrokerError as err:
-            if attempt.who is None:  # nobody to hold to account: counted, not recorded
+            if attempt.caller is None:  # nobody to hold to account: counted, not recorded
                 self.audit.count_refusal(attempt.client, err.code, attempt.started)
             else:
                 self.audit.note(attempt.record(err.code))
@@ -95,14 +95,14 @@ class MintApi:
     async def _mint(self, request: Request, attempt: _Attempt) -> MintResult:
         now = self.clock()
         try:
-            attempt.who = self.callers.authenticate(bearer(request), now)
+            attempt.caller = self.gate.authenticate(bearer(request), now)
         except Unauthorized:
             self._failed_authentication(attempt.client)
             raise
         body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
         if self.limits:  # an authenticated caller spends its own bucket, never its address's
-            self.per_caller.take(_limit_key(attempt.who, attempt.client), time.monotonic())
-        attempt.request = self.callers.authorize(attempt.who, body.scope)
+            self.per_caller.take(_limit_key(attempt.caller, attempt.client), time.monotonic())
+        attempt.request = self.gate.authorize(attempt.caller, body.scope)
         return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
 
     def _failed_authentication(self, client: str) -> None:
@@ -117,30 +117,30 @@ class MintApi:
             self.per_address.take(client, time.monotonic())
 
 
-def _limit_key(who: Who, client: str) -> str:
+def _limit_key(caller: Caller, client: str) -> str:
     # A federation caller picks its wallet by picking a proof string: limit its address instead.
-    return who.caller_id if who.credential is not None else f"federation@{client}"
+    return caller.caller_id if caller.credential is not None else f"federation@{client}"
 
 
 @dataclass
 class _Attempt:
     client: str
     started: float = field(default_factory=time.time)
-    who: Who | None = None
+    caller: Caller | None = None
     request: MintRequest | None = None
 
     @property
     def kind(self) -> str:
-        return self.who.kind if self.who else "unknown"
+        return self.caller.kind if self.caller else "unknown"
 
     @property
     def caller_id(self) -> str | None:
-        return self.who.caller_id if self.who else None
+        return self.caller.caller_id if self.caller else None
 
     def record(self, result: str, minted: MintResult | None = None) -> AuditRecord:
         return AuditRecord(
             at=self.started,
-            caller_kind=self.who.kind if self.who else None,
+            caller_kind=self.caller.kind if self.caller else None,
             caller_id=self.caller_id,
             sub=minted.sub if minted else None,
             scope=minted.scope if minted else self.request.scope if self.request else None,

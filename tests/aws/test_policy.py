@@ -81,7 +81,7 @@ def test_scope_tag_and_issuer_path_come_from_the_config(
 
 
 @pytest.mark.parametrize("target", policy.TARGETS)
-@pytest.mark.parametrize("kind", policy.KINDS)
+@pytest.mark.parametrize("kind", policy.POLICY_KINDS)
 def test_no_negated_string_operator_on_a_tag(
     settings: Settings, kind: policy.PolicyKind, target: policy.Target
 ) -> None:

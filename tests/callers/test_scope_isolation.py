@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from broker.callers import credentials
 from broker.callers.federation import FederationProof
-from broker.callers.gate import Callers
+from broker.callers.gate import Gate
 from broker.callers.scopes import WALLET
 from broker.config import load_settings
 from broker.errors import BrokerError
@@ -73,7 +73,7 @@ def test_minted_scopes_stay_inside_their_own_caller(
     minter = Minter(cfg, KeyRing(ks, NOW))
     store = MemoryStore()  # the contract tests hold it to SQLite's behaviour; it is faster
     fed = FederationProof(b"s" * 32, 3600)
-    callers = Callers(cfg, fed, store)
+    callers = Gate(cfg, fed, store)
     secrets = []
     for i, (kind, name) in enumerate(kinds_names):
         info, secret = credentials.add(

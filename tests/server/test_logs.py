@@ -77,7 +77,7 @@ def test_redaction_covers_the_bearers_the_broker_really_issues(tmp_path: Path) -
             expires_at=None,
             now=1000,
         )[1]
-        for kind in credentials.KINDS
+        for kind in credentials.CREDENTIAL_KINDS
     ]
     store.close()
     issued.append(FederationProof(b"k" * 32, session_ttl=60).create_session("p", now=1).bearer)
