@@ -24,6 +24,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# Raised here for every unusable setting; it lives in the error tree (config_error, exit 2).
+from broker.errors import ConfigError
+
 ENV_PREFIX = "BROKER_"
 CONFIG_ENV = "BROKER_CONFIG"
 MAX_ROTATION_GRACE = 7 * 86400  # a leaked old secret must not stay valid for long
@@ -49,10 +52,6 @@ _ENV_JSON_SHAPES = {
 }
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the field and the fix."""
 
 
 def is_loopback_host(host: str) -> bool:

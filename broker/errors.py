@@ -32,7 +32,9 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     │   └── CredentialDamaged   credential_damaged      503
     ├── RateLimited             rate_limited            429
     ├── IssuerNotConformant     issuer_not_conformant   exit 1
-    └── VerifyFailed            verify_failed           exit 1
+    ├── VerifyFailed            verify_failed           exit 1
+    ├── ConfigError             config_error            exit 2
+    └── LocalIoError            io_error                exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
 ``{"error": code, "message": sentence}``; the message says what to do about it. A command prints
@@ -255,6 +257,21 @@ class VerifyFailed(BrokerError):
     """`verify` could not run the proof: no usable token, or the broker refused to mint."""
 
     code = "verify_failed"
+    cli_only = True
+
+
+class ConfigError(BrokerError):
+    """The configuration or an option cannot be used; the message names the field and the fix."""
+
+    code = "config_error"
+    exit_code = 2
+    cli_only = True
+
+
+class LocalIoError(BrokerError):
+    """A local file, directory, port or the database failed (permissions, disk, a damaged store)."""
+
+    code = "io_error"
     cli_only = True
 
 

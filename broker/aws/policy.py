@@ -14,7 +14,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from broker.config import ConfigError, Settings
+from broker.config import Settings
+from broker.errors import ConfigError
 from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
 from broker.sts.catalogue import ROLES_CLAIM
 

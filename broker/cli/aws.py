@@ -11,7 +11,8 @@ import click
 
 from broker.aws import policy as policies
 from broker.cli.common import config_option, json_option, reports_errors, table
-from broker.config import ConfigError, load_settings
+from broker.config import load_settings
+from broker.errors import ConfigError
 
 if TYPE_CHECKING:
     from broker.aws.verify import Report

@@ -13,10 +13,9 @@ from typing import Any, TypeVar
 
 import click
 
-from broker.config import ConfigError
-from broker.errors import BrokerError
+from broker.errors import BrokerError, LocalIoError
 
-__all__ = ["config_option", "json_option", "reports_errors", "table", "when"]
+__all__ = ["config_option", "json_option", "reports_errors", "table", "tree_error", "when"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,34 +30,43 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def reports_errors(func: F) -> F:
-    """Turn domain errors into one line on stderr (or JSON) and a non-zero exit code."""
+    """Turn a failure into one line on stderr (or its JSON body) and the error's exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(str(exc), "config_error", _json(kwargs), code=2)
-        except BrokerError as exc:
-            _fail(exc.message, exc.code, _json(kwargs), code=1)
-        except OSError as exc:  # e.g. a data dir this user may not write, a port in use
-            _fail(str(exc), "io_error", _json(kwargs), code=1)
-        except sqlite3.Error as exc:  # e.g. a locked or damaged store
-            _fail(f"database error: {exc}", "io_error", _json(kwargs), code=1)
+        except Exception as exc:
+            error = tree_error(exc)
+            if error is None:  # click's own usage errors, and bugs: not ours to reword
+                raise
+            _fail(error, as_json=bool(kwargs.get("as_json", False)))
 
     return wrapper  # type: ignore[return-value]
 
 
-def _json(kwargs: dict[str, Any]) -> bool:
-    return bool(kwargs.get("as_json", False))
+def tree_error(exc: Exception) -> BrokerError | None:
+    """The error-tree class a command reports ``exc`` as; None for anything else.
+
+    The failures that come from below the broker's own code are wrapped here, at the CLI's
+    boundary, and only here: OSError (a data dir this user may not write, a port in use) and
+    sqlite3.Error (a locked or damaged store) become LocalIoError, code io_error.
+    """
+    if isinstance(exc, BrokerError):
+        return exc
+    if isinstance(exc, OSError):
+        return LocalIoError(str(exc))
+    if isinstance(exc, sqlite3.Error):
+        return LocalIoError(f"database error: {exc}")
+    return None
 
 
-def _fail(message: str, error: str, as_json: bool, *, code: int) -> None:
+def _fail(error: BrokerError, *, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"error": error, "message": message}))
+        click.echo(json.dumps(error.body()))
     else:
-        click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+        click.echo(f"error: {error.message}", err=True)
+    sys.exit(error.exit_code)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

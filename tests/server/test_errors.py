@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
-from broker import docs, errors
-from broker.errors import all_error_classes, render_tree
+import pytest
+
+from broker import config, docs, errors
+from broker.cli.common import reports_errors
+from broker.errors import BrokerError, all_error_classes, render_tree
 
 README = Path(__file__).parents[2] / "README.md"
 ERRORS = Path(errors.__file__)
@@ -51,3 +57,42 @@ def test_the_tree_says_http_status_or_cli_exit_code_per_class() -> None:
         assert cls.exit_code in (1, 2), cls.__name__
         if not cls.cli_only:
             assert 400 <= cls.status <= 599, cls.__name__
+
+
+def test_config_errors_are_in_the_tree() -> None:
+    assert issubclass(config.ConfigError, BrokerError)
+    assert (config.ConfigError.code, config.ConfigError.exit_code) == ("config_error", 2)
+
+
+def _raises(exc: Exception) -> Callable[..., None]:
+    def command(as_json: bool) -> None:
+        raise exc
+
+    return command
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "exit_code", "message"),
+    [
+        (config.ConfigError("port: bad"), "config_error", 2, "port: bad"),
+        (PermissionError(13, "Permission denied"), "io_error", 1, "[Errno 13] Permission denied"),
+        (
+            sqlite3.OperationalError("database is locked"),
+            "io_error",
+            1,
+            "database error: database is locked",
+        ),
+        (errors.KeyNotFound("no key with kid 'x'"), "key_not_found", 1, "no key with kid 'x'"),
+    ],
+    ids=["ConfigError", "OSError", "sqlite3.Error", "tree class"],
+)
+def test_reports_errors_reports_every_failure_as_a_tree_class(
+    exc: Exception, code: str, exit_code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as text:
+        reports_errors(_raises(exc))(as_json=False)
+    assert (text.value.code, capsys.readouterr().err) == (exit_code, f"error: {message}\n")
+    with pytest.raises(SystemExit) as as_json:
+        reports_errors(_raises(exc))(as_json=True)
+    body = json.loads(capsys.readouterr().out)
+    assert (as_json.value.code, body) == (exit_code, {"error": code, "message": message})
