@@ -34,6 +34,8 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     ├── IssuerNotConformant     issuer_not_conformant   exit 1
     ├── VerifyFailed            verify_failed           exit 1
     ├── ConfigError             config_error            exit 2
+    ├── InputFileError          input_file_error        exit 2
+    │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
     └── LocalIoError            io_error                exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
@@ -266,6 +268,20 @@ class ConfigError(BrokerError):
     code = "config_error"
     exit_code = 2
     cli_only = True
+
+
+class InputFileError(BrokerError):
+    """A file named by an option (--token @F, --jwks, --trust-policy, --token-file, ...) is unusable."""
+
+    code = "input_file_error"
+    exit_code = 2
+    cli_only = True
+
+
+class TrustPolicyInvalid(InputFileError):
+    """The trust policy is JSON but no policy document; the message says what is wrong."""
+
+    code = "trust_policy_invalid"
 
 
 class LocalIoError(BrokerError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -13,9 +14,20 @@ from typing import Any, TypeVar
 
 import click
 
-from broker.errors import BrokerError, LocalIoError
+from broker.errors import BrokerError, InputFileError, LocalIoError
 
-__all__ = ["config_option", "json_option", "reports_errors", "table", "tree_error", "when"]
+__all__ = [
+    "config_option",
+    "input_file",
+    "json_option",
+    "read_ca_file",
+    "read_json_file",
+    "read_text_file",
+    "reports_errors",
+    "table",
+    "tree_error",
+    "when",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,6 +79,39 @@ def _fail(error: BrokerError, *, as_json: bool) -> None:
     else:
         click.echo(f"error: {error.message}", err=True)
     sys.exit(error.exit_code)
+
+
+# Files named by options are read here, so every unusable one is one InputFileError (exit 2).
+# Their options take a plain click.Path: click's own exists/dir checks would answer in its
+# multi-line usage format instead.
+input_file = click.Path(path_type=Path)
+
+
+def read_text_file(path: Path, option: str, *, encoding: str = "utf-8") -> str:
+    """The stripped text of the file; InputFileError naming the option when it cannot be read."""
+    try:
+        return path.read_text(encoding=encoding).strip()
+    except OSError as exc:  # missing, a directory, not readable by this user
+        raise InputFileError(f"{option} {str(path)!r} cannot be read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        what = "an ASCII" if encoding == "ascii" else "a UTF-8"
+        raise InputFileError(f"{option} {str(path)!r} is not {what} text file: {exc}") from None
+
+
+def read_json_file(path: Path, option: str) -> Any:
+    text = read_text_file(path, option)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: deep nesting
+        raise InputFileError(f"{option} {str(path)!r} is not a JSON file: {exc}") from None
+
+
+def read_ca_file(path: Path, option: str) -> ssl.SSLContext:
+    """A default TLS context that also trusts the CA certificates in the file."""
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise InputFileError(f"{option} {str(path)!r} is not a PEM CA certificate: {exc}") from None
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -13,6 +13,7 @@ import pytest
 from broker import config, docs, errors
 from broker.cli.common import reports_errors
 from broker.errors import BrokerError, all_error_classes, render_tree
+from broker.sts import trust_policy
 
 README = Path(__file__).parents[2] / "README.md"
 ERRORS = Path(errors.__file__)
@@ -59,9 +60,12 @@ def test_the_tree_says_http_status_or_cli_exit_code_per_class() -> None:
             assert 400 <= cls.status <= 599, cls.__name__
 
 
-def test_config_errors_are_in_the_tree() -> None:
+def test_config_and_trust_policy_errors_are_in_the_tree() -> None:
     assert issubclass(config.ConfigError, BrokerError)
     assert (config.ConfigError.code, config.ConfigError.exit_code) == ("config_error", 2)
+    with pytest.raises(errors.TrustPolicyInvalid) as refused:
+        trust_policy.evaluate([], {}, host_path="oidc-test.example.com")
+    assert isinstance(refused.value, errors.InputFileError)
 
 
 def _raises(exc: Exception) -> Callable[..., None]:
