@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# Raised here for every unusable setting; it lives in the error tree (config_error, exit 2).
+from broker.errors import ConfigError
 from broker.sts.oidc import JWKS_PATH
 
 ENV_PREFIX = "BROKER_"
@@ -51,10 +53,6 @@ _ENV_JSON_SHAPES = {
 }
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message names the field and the fix."""
 
 
 def is_loopback_host(host: str) -> bool:

@@ -1,20 +1,25 @@
-"""The README's reference tables, generated from the code so they cannot drift.
+"""The README's reference tables and the error tree, generated from the code so they cannot drift.
 
-``python -m broker.docs`` rewrites the marked sections of README.md; a test fails when the
-committed README differs from what this renders.
+``python -m broker.docs`` rewrites the marked sections of README.md and the tree drawn in the
+broker/errors.py docstring; a test fails when either committed file differs from what this renders.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from pydantic_core import PydanticUndefined
 
+from broker import errors
 from broker.config import ENV_PREFIX, Settings
-from broker.errors import all_error_classes
+from broker.errors import all_error_classes, render_tree
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+ERRORS = Path(errors.__file__).resolve()
+# The tree in the errors.py docstring: the first run of indented lines after a blank line.
+_TREE = re.compile(r"(?<=\n\n)(?:    \S.*\n)+(?=\n)")
 
 
 def config_table() -> str:
@@ -33,12 +38,26 @@ def config_table() -> str:
 
 
 def error_table() -> str:
-    rows = ["| code | HTTP | meaning |", "|---|---|---|"]
+    rows = ["| code | HTTP status | CLI exit | meaning |", "|---|---|---|---|"]
     for cls in all_error_classes():
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        http = "CLI only (exit 1)" if cls.cli_only else cls.status
-        rows.append(f"| `{cls.code}` | {http} | {summary} |")
+        http = "(CLI only)" if cls.cli_only else cls.status
+        rows.append(f"| `{cls.code}` | {http} | {cls.exit_code} | {summary} |")
     return "\n".join(rows)
+
+
+def drawn_tree(source: str) -> str:
+    """The tree as drawn in the errors.py source (its docstring), without the final newline."""
+    found = _TREE.search(source)
+    if found is None:
+        raise ValueError(f"{ERRORS} lacks the indented error tree in its docstring")
+    return found.group(0).removesuffix("\n")
+
+
+def render_errors_module(source: str) -> str:
+    """errors.py with its docstring tree replaced by the one the classes draw."""
+    drawn_tree(source)  # raises when the tree is missing
+    return _TREE.sub(lambda _: render_tree() + "\n", source, count=1)
 
 
 SECTIONS = {"config-table": config_table, "error-table": error_table}
@@ -57,7 +76,8 @@ def render(text: str) -> str:
 
 def main() -> None:
     README.write_text(render(README.read_text()))
-    sys.stdout.write(f"updated {README}\n")
+    ERRORS.write_text(render_errors_module(ERRORS.read_text()))
+    sys.stdout.write(f"updated {README} and {ERRORS}\n")
 
 
 if __name__ == "__main__":

@@ -1,37 +1,46 @@
-"""Every error the broker reports, with its stable machine code.
+"""Every error the broker reports, over HTTP or on the command line, with its stable code.
 
-    BrokerError                      internal_error          500
-    ├── BadRequest                   bad_request             400
-    │   ├── InvalidJson              invalid_json            400
-    │   ├── InvalidRequest           invalid_request         400
-    │   │   └── ScopeMalformed       scope_malformed         400
-    │   ├── StsRuleViolation         sts_rule_violation      400
-    │   ├── TtlTooLong               ttl_too_long            400
-    │   └── ClientDisconnected       client_disconnected     400
-    ├── Unauthorized                 unauthorized            401
-    ├── ScopeNotAllowed              scope_not_allowed       403
-    ├── NotFound                     not_found               404
-    ├── MethodNotAllowed             method_not_allowed      405
-    ├── RequestTimeout               request_timeout         408
-    ├── BodyTooLarge                 body_too_large          413
-    ├── HeaderTooLarge               header_too_large        431
-    ├── UnsupportedMediaType         unsupported_media_type  415
-    ├── NotReady                     not_ready               503
-    ├── TooManyConnections           too_many_connections    503
-    ├── CredentialNotFound           credential_not_found    404
-    ├── CredentialExists             credential_exists       409
-    ├── AuditUnavailable             audit_unavailable       503
-    ├── StoreUnavailable             store_unavailable       503
-    │   └── CredentialDamaged        credential_damaged      503
-    ├── RateLimited                  rate_limited            429
-    ├── IssuerNotConformant          issuer_not_conformant   (serve refuses to start)
-    ├── VerifyFailed                 verify_failed           (CLI only)
-    └── KeyStoreError                key_store_error         (CLI only)
-        ├── KeyNotFound              key_not_found
-        └── TooManyKeys              too_many_keys
+Class, code, then the HTTP status the API answers with; ``exit N`` marks an error only a
+command reports, with its exit code (a command reporting an HTTP error exits ``exit_code``, 1).
+The tree is generated from the classes (``python -m broker.docs``; tests/server/test_errors.py):
+
+    BrokerError                 internal_error          500
+    ├── BadRequest              bad_request             400
+    │   ├── InvalidJson         invalid_json            400
+    │   ├── InvalidRequest      invalid_request         400
+    │   │   └── ScopeMalformed  scope_malformed         400
+    │   ├── StsRuleViolation    sts_rule_violation      400
+    │   ├── TtlTooLong          ttl_too_long            400
+    │   └── ClientDisconnected  client_disconnected     400
+    ├── Unauthorized            unauthorized            401
+    ├── ScopeNotAllowed         scope_not_allowed       403
+    ├── NotFound                not_found               404
+    ├── MethodNotAllowed        method_not_allowed      405
+    ├── BodyTooLarge            body_too_large          413
+    ├── RequestTimeout          request_timeout         408
+    ├── HeaderTooLarge          header_too_large        431
+    ├── TooManyConnections      too_many_connections    503
+    ├── UnsupportedMediaType    unsupported_media_type  415
+    ├── NotReady                not_ready               503
+    ├── KeyStoreError           key_store_error         exit 1
+    │   ├── KeyNotFound         key_not_found           exit 1
+    │   └── TooManyKeys         too_many_keys           exit 1
+    ├── CredentialNotFound      credential_not_found    exit 1
+    ├── CredentialExists        credential_exists       exit 1
+    ├── AuditUnavailable        audit_unavailable       503
+    ├── StoreUnavailable        store_unavailable       503
+    │   └── CredentialDamaged   credential_damaged      503
+    ├── RateLimited             rate_limited            429
+    ├── IssuerNotConformant     issuer_not_conformant   exit 1
+    ├── VerifyFailed            verify_failed           exit 1
+    ├── ConfigError             config_error            exit 2
+    ├── InputFileError          input_file_error        exit 2
+    │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
+    └── LocalIoError            io_error                exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
-``{"error": code, "message": sentence}``; the message says what to do about it.
+``{"error": code, "message": sentence}``; the message says what to do about it. A command prints
+``error: <message>`` as one line on stderr, or that body with ``--json``, and exits ``exit_code``.
 """
 
 from __future__ import annotations
@@ -43,8 +52,9 @@ class BrokerError(Exception):
     """An unexpected failure; the broker never answers bad input with it."""
 
     code: ClassVar[str] = "internal_error"
-    status: ClassVar[int] = 500
-    cli_only: ClassVar[bool] = False  # raised only by commands: exit code 1, never an HTTP answer
+    status: ClassVar[int] = 500  # the HTTP status the API answers with (unused when cli_only)
+    exit_code: ClassVar[int] = 1  # what a command exits with when it reports this error
+    cli_only: ClassVar[bool] = False  # raised only by commands, never an HTTP answer
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -252,9 +262,64 @@ class VerifyFailed(BrokerError):
     cli_only = True
 
 
+class ConfigError(BrokerError):
+    """The configuration or an option cannot be used; the message names the field and the fix."""
+
+    code = "config_error"
+    exit_code = 2
+    cli_only = True
+
+
+class InputFileError(BrokerError):
+    """A file named by an option (--token @F, --jwks, --trust-policy, --token-file, ...) is unusable."""
+
+    code = "input_file_error"
+    exit_code = 2
+    cli_only = True
+
+
+class TrustPolicyInvalid(InputFileError):
+    """The trust policy is JSON but no policy document; the message says what is wrong."""
+
+    code = "trust_policy_invalid"
+
+
+class LocalIoError(BrokerError):
+    """A local file, directory, port or the database failed (permissions, disk, a damaged store)."""
+
+    code = "io_error"
+    cli_only = True
+
+
 def all_error_classes() -> list[type[BrokerError]]:
-    """Every class of the tree, for the uniqueness test and the README table."""
-    found: list[type[BrokerError]] = [BrokerError]
-    for cls in found:
-        found.extend(cls.__subclasses__())
+    """Every class of the tree, depth first in definition order: the docstring and README order."""
+    found: list[type[BrokerError]] = []
+
+    def walk(cls: type[BrokerError]) -> None:
+        found.append(cls)
+        for sub in cls.__subclasses__():
+            walk(sub)
+
+    walk(BrokerError)
     return found
+
+
+def render_tree() -> str:
+    """The tree drawn in this module's docstring: class, code, HTTP status or CLI exit code."""
+    rows: list[tuple[str, type[BrokerError]]] = []
+
+    def walk(cls: type[BrokerError], prefix: str, branch: str) -> None:
+        rows.append((prefix + branch + cls.__name__, cls))
+        subs = cls.__subclasses__()
+        inner = prefix + ("" if not branch else "    " if branch == "└── " else "│   ")
+        for i, sub in enumerate(subs):
+            walk(sub, inner, "└── " if i == len(subs) - 1 else "├── ")
+
+    walk(BrokerError, "", "")
+    name_width = max(len(name) for name, _ in rows) + 2
+    code_width = max(len(cls.code) for _, cls in rows) + 2
+    lines = []
+    for name, cls in rows:
+        where = f"exit {cls.exit_code}" if cls.cli_only else str(cls.status)
+        lines.append(f"    {name.ljust(name_width)}{cls.code.ljust(code_width)}{where}")
+    return "\n".join(lines)

@@ -15,7 +15,8 @@ import copy
 from typing import Any, Literal
 
 from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
-from broker.config import ConfigError, Settings
+from broker.config import Settings
+from broker.errors import ConfigError
 from broker.sts.catalogue import ROLES_CLAIM
 
 PolicyKind = Literal["trust", "role", "bucket"]

@@ -10,8 +10,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from broker.aws import policy as policies
-from broker.cli.common import config_option, json_option, reports_errors, table
-from broker.config import ConfigError, load_settings
+from broker.cli.common import (
+    config_option,
+    input_file,
+    json_option,
+    read_ca_file,
+    read_text_file,
+    reports_errors,
+    table,
+)
+from broker.config import load_settings
+from broker.errors import ConfigError
 
 if TYPE_CHECKING:
     from broker.aws.verify import Report
@@ -67,13 +76,13 @@ def render(
 )
 @click.option(
     "--bearer-file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=input_file,
     help="File holding a CI or personal secret to mint with.",
 )
 @click.option("--scope", help="Scope to ask for with --bearer-file (default: the secret's own).")
 @click.option(
     "--token-file",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=input_file,
     help="A ready token; nothing is minted.",
 )
 @click.option("--role-arn", help="Role to assume (default: the config's test role).")
@@ -84,7 +93,7 @@ def render(
 @click.option("--region", default="us-east-1", show_default=True)
 @click.option(
     "--ca-bundle",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=input_file,
     help="CA to trust for the broker URL (AWS endpoints use AWS_CA_BUNDLE as usual).",
 )
 @click.option("--foreign-prefix", default="0xdeadbeef/", show_default=True, help="Must be denied.")
@@ -115,8 +124,6 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
       test-broker verify --token-file token.jwt --sts-endpoint-url http://127.0.0.1:8333 \\
         --s3-endpoint-url http://127.0.0.1:8333 --json
     """
-    import ssl
-
     import httpx
     from botocore.exceptions import InvalidRegionError
 
@@ -158,10 +165,7 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
         foreign_prefix=opts["foreign_prefix"],
     )
     ca = opts["ca_bundle"]
-    try:
-        tls = ssl.create_default_context(cafile=ca) if ca else True
-    except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"--ca-bundle {str(ca)!r} is not a PEM CA certificate: {exc}") from None
+    tls = read_ca_file(ca, "--ca-bundle") if ca else True
     token_text = _read_text(opts["token_file"], "--token-file")
     bearer = _read_text(opts["bearer_file"], "--bearer-file")
     with httpx.Client(base_url=broker_url, timeout=10, verify=tls) as client:
@@ -190,13 +194,8 @@ def verify(config_file: Path | None, as_json: bool, **opts: Any) -> None:
 
 
 def _read_text(path: Path | None, option: str) -> str | None:
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except (UnicodeDecodeError, OSError) as exc:
-        # Tokens and secrets are ASCII; anything else is the wrong file.
-        raise ConfigError(f"{option} {str(path)!r} is not an ASCII text file: {exc}") from None
+    # Tokens and secrets are ASCII; anything else is the wrong file.
+    return None if path is None else read_text_file(path, option, encoding="ascii")
 
 
 def _print_report(report: Report) -> None:

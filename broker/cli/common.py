@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -12,11 +13,21 @@ from typing import Any, TypeVar
 
 import click
 
-from broker.config import ConfigError
-from broker.errors import BrokerError
+from broker.errors import BrokerError, InputFileError, LocalIoError
 from broker.store import StoreError
 
-__all__ = ["config_option", "json_option", "reports_errors", "table", "when"]
+__all__ = [
+    "config_option",
+    "input_file",
+    "json_option",
+    "read_ca_file",
+    "read_json_file",
+    "read_text_file",
+    "reports_errors",
+    "table",
+    "tree_error",
+    "when",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,34 +42,76 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def reports_errors(func: F) -> F:
-    """Turn domain errors into one line on stderr (or JSON) and a non-zero exit code."""
+    """Turn a failure into one line on stderr (or its JSON body) and the error's exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(str(exc), "config_error", _json(kwargs), code=2)
-        except BrokerError as exc:
-            _fail(exc.message, exc.code, _json(kwargs), code=1)
-        except OSError as exc:  # e.g. a data dir this user may not write, a port in use
-            _fail(str(exc), "io_error", _json(kwargs), code=1)
-        except StoreError as exc:  # e.g. a locked or damaged store
-            _fail(f"database error: {exc}", "io_error", _json(kwargs), code=1)
+        except Exception as exc:
+            error = tree_error(exc)
+            if error is None:  # click's own usage errors, and bugs: not ours to reword
+                raise
+            _fail(error, as_json=bool(kwargs.get("as_json", False)))
 
     return wrapper  # type: ignore[return-value]
 
 
-def _json(kwargs: dict[str, Any]) -> bool:
-    return bool(kwargs.get("as_json", False))
+def tree_error(exc: Exception) -> BrokerError | None:
+    """The error-tree class a command reports ``exc`` as; None for anything else.
+
+    The failures that come from below the broker's own code are wrapped here, at the CLI's
+    boundary, and only here: OSError (a data dir this user may not write, a port in use) and
+    StoreError (a locked or damaged store) become LocalIoError, code io_error.
+    """
+    if isinstance(exc, BrokerError):
+        return exc
+    if isinstance(exc, OSError):
+        return LocalIoError(str(exc))
+    if isinstance(exc, StoreError):
+        return LocalIoError(f"database error: {exc}")
+    return None
 
 
-def _fail(message: str, error: str, as_json: bool, *, code: int) -> None:
+def _fail(error: BrokerError, *, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({"error": error, "message": message}))
+        click.echo(json.dumps(error.body()))
     else:
-        click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+        click.echo(f"error: {error.message}", err=True)
+    sys.exit(error.exit_code)
+
+
+# Files named by options are read here, so every unusable one is one InputFileError (exit 2).
+# Their options take a plain click.Path: click's own exists/dir checks would answer in its
+# multi-line usage format instead.
+input_file = click.Path(path_type=Path)
+
+
+def read_text_file(path: Path, option: str, *, encoding: str = "utf-8") -> str:
+    """The stripped text of the file; InputFileError naming the option when it cannot be read."""
+    try:
+        return path.read_text(encoding=encoding).strip()
+    except OSError as exc:  # missing, a directory, not readable by this user
+        raise InputFileError(f"{option} {str(path)!r} cannot be read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        what = "an ASCII" if encoding == "ascii" else "a UTF-8"
+        raise InputFileError(f"{option} {str(path)!r} is not {what} text file: {exc}") from None
+
+
+def read_json_file(path: Path, option: str) -> Any:
+    text = read_text_file(path, option)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: deep nesting
+        raise InputFileError(f"{option} {str(path)!r} is not a JSON file: {exc}") from None
+
+
+def read_ca_file(path: Path, option: str) -> ssl.SSLContext:
+    """A default TLS context that also trusts the CA certificates in the file."""
+    try:
+        return ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError) as exc:
+        raise InputFileError(f"{option} {str(path)!r} is not a PEM CA certificate: {exc}") from None
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -14,8 +14,8 @@ import click
 
 from broker.callers import credentials
 from broker.cli.common import config_option, json_option, reports_errors, table, when
-from broker.config import MAX_ROTATION_GRACE, TAG_KEY, ConfigError, Settings, load_settings
-from broker.errors import InvalidRequest
+from broker.config import MAX_ROTATION_GRACE, TAG_KEY, Settings, load_settings
+from broker.errors import ConfigError, InvalidRequest
 from broker.store import Store, exists, open_store
 from broker.sts.token_rules import tag_chars_ok
 

@@ -11,13 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from broker.cli.common import config_option, json_option, reports_errors, table
+from broker.cli.common import (
+    config_option,
+    input_file,
+    json_option,
+    read_ca_file,
+    read_json_file,
+    read_text_file,
+    reports_errors,
+    table,
+)
 from broker.config import CONFIG_ENV, load_settings
+from broker.errors import InputFileError, TrustPolicyInvalid
 
 if TYPE_CHECKING:
     from broker.doctor.diagnose import Report
 
-_FILE = click.Path(path_type=Path, dir_okay=False, exists=True)
 _COLOURS = {"reject": "red", "house": "yellow", "warn": "yellow"}
 _LEVELS = {"reject": "REJECT", "house": "house", "warn": "warn"}
 
@@ -25,21 +34,11 @@ _LEVELS = {"reject": "REJECT", "house": "house", "warn": "warn"}
 def _read_token(value: str) -> str:
     if not value.startswith("@"):
         return value.strip()
-    path = Path(value[1:])
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"cannot read token file {str(path)!r}: {exc}") from None
+    return read_text_file(Path(value[1:]), "--token")
 
 
 def _read_json(path: Path | None, option: str) -> Any:
-    if path is None:
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # deep nesting
-        message = f"{str(path)!r} is not a JSON file: {exc}"
-        raise click.BadParameter(message, param_hint=option) from None
+    return None if path is None else read_json_file(path, option)
 
 
 @click.command()
@@ -49,7 +48,9 @@ def _read_json(path: Path | None, option: str) -> Any:
     "the configured issuer).",
 )
 @click.option("--token", "token_arg", metavar="JWT|@FILE", help="A token, or @FILE holding one.")
-@click.option("--jwks", "jwks_file", type=_FILE, help="Check against this JWKS (fully offline).")
+@click.option(
+    "--jwks", "jwks_file", type=input_file, help="Check against this JWKS (fully offline)."
+)
 @click.option(
     "--audience",
     "audiences",
@@ -58,8 +59,12 @@ def _read_json(path: Path | None, option: str) -> Any:
     "audience, else sts.amazonaws.com).",
 )
 @click.option("--role-arn", help="Role to be assumed: applies the roles-claim pinning rules.")
-@click.option("--trust-policy", "policy_file", type=_FILE, help="Role trust policy JSON (--token).")
-@click.option("--ca-file", type=_FILE, help="Also trust this CA bundle (STS trusts public CAs).")
+@click.option(
+    "--trust-policy", "policy_file", type=input_file, help="Role trust policy JSON (--token)."
+)
+@click.option(
+    "--ca-file", type=input_file, help="Also trust this CA bundle (STS trusts public CAs)."
+)
 @click.option(
     "--now",
     type=click.IntRange(min=0),
@@ -96,7 +101,6 @@ def doctor(
       test-broker doctor --token @token.jwt --jwks jwks.json --trust-policy trust.json --json
     """
     from broker.doctor import diagnose as preflight
-    from broker.sts.trust_policy import PolicyError
 
     if config_file is not None or os.environ.get(CONFIG_ENV):
         # Only an explicit config: the built-in default issuer is a loopback http URL.
@@ -111,7 +115,9 @@ def doctor(
         raise click.UsageError("--trust-policy is evaluated for a token: add --token")
     jwks = _read_json(jwks_file, "--jwks")
     if jwks is not None and not isinstance(jwks, dict):
-        raise click.BadParameter("a JWKS is a JSON object with keys", param_hint="--jwks")
+        raise InputFileError(f"--jwks {str(jwks_file)!r} is no JWKS: a JWKS is a JSON object")
+    if ca_file is not None:
+        read_ca_file(ca_file, "--ca-file")  # refuse an unusable CA file before any fetch
     try:
         result = preflight.diagnose(
             issuer=issuer,
@@ -123,8 +129,8 @@ def doctor(
             ca_file=ca_file,
             now=int(time.time()) if now is None else now,
         )
-    except PolicyError as exc:
-        raise click.BadParameter(str(exc), param_hint="--trust-policy") from None
+    except TrustPolicyInvalid as exc:  # name the file: the policy itself cannot
+        raise TrustPolicyInvalid(f"--trust-policy {str(policy_file)!r}: {exc.message}") from None
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     else:

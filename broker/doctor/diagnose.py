@@ -279,7 +279,7 @@ def diagnose(
     """Everything ``test-broker doctor`` checks; network only to fetch the issuer's documents.
 
     With ``jwks`` given nothing is fetched. The issuer defaults to the token's ``iss``. ``policy``
-    (a parsed trust policy) needs a token; it raises ``trust_policy.PolicyError`` if malformed.
+    (a parsed trust policy) needs a token; it raises ``errors.TrustPolicyInvalid`` if malformed.
     Every connection goes only where STS could reach (:mod:`broker.fetch_guard`); ``resolver``
     replaces ``getaddrinfo`` for tests.
     """

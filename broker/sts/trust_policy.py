@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from broker.errors import TrustPolicyInvalid
 from broker.sts.catalogue import TAGS_CLAIM, Finding, Severity, warn
 
 WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
@@ -38,10 +39,6 @@ _FLAT_TRANSITIVE = TAGS_CLAIM + "/transitive_tag_keys"
 _STRING_OPS = ("StringEquals", "StringEqualsIgnoreCase", "StringLike")
 _TOKEN_KEYS = ("aws:tagkeys", "sts:transitivetagkeys")  # plus aws:RequestTag/* and <host>:*
 Context = dict[str, list[str]]  # lowercased condition key -> values (absent: key not in request)
-
-
-class PolicyError(ValueError):
-    """The file is not a trust policy document; the message says what is wrong."""
 
 
 def request_context(claims: Mapping[str, Any], host_path: str) -> Context:
@@ -89,12 +86,12 @@ def session_tags(claims: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
 
 def _statements(policy: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
     if not isinstance(policy, dict) or "Statement" not in policy:
-        raise PolicyError("not a policy document: expected a JSON object with a Statement")
+        raise TrustPolicyInvalid("not a policy document: expected a JSON object with a Statement")
     statements = policy["Statement"]
     statements = statements if isinstance(statements, list) else [statements]
     for i, st in enumerate(statements):
         if not isinstance(st, dict) or st.get("Effect") not in ("Allow", "Deny"):
-            raise PolicyError(f"Statement[{i}] is not an object with Effect Allow or Deny")
+            raise TrustPolicyInvalid(f"Statement[{i}] is not an object with Effect Allow or Deny")
         yield str(st.get("Sid") or f"Statement[{i}]"), st
 
 
@@ -206,7 +203,7 @@ def evaluate(policy: Any, claims: Mapping[str, Any], *, host_path: str) -> list[
     """Why the trust policy would deny this token (REJECT findings), plus warnings; [] = allow.
 
     ``host_path`` is the issuer without ``https://``: the provider name and condition-key prefix.
-    Raises :class:`PolicyError` when ``policy`` is no policy document.
+    Raises :class:`~broker.errors.TrustPolicyInvalid` when ``policy`` is no policy document.
     """
     statements = list(_statements(policy))
     ctx = request_context(claims, host_path)

@@ -279,7 +279,7 @@ def test_a_bad_config_file_is_reported_not_a_traceback(tmp_path: Path) -> None:
     ("args", "complaint"),
     [
         ([], "give --issuer URL, --config FILE, --token JWT|@FILE, or both"),
-        (["--token", "@/nonexistent/t.jwt"], "cannot read token file"),
+        (["--token", "@/nonexistent/t.jwt"], "--token '/nonexistent/t.jwt' cannot be read"),
         (["--issuer", ISSUER, "--trust-policy", __file__], "add --token"),
     ],
 )

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from broker.aws import policy as policies
 from broker.config import Settings
+from broker.errors import TrustPolicyInvalid
 from broker.main import main
 from broker.sts.catalogue import TAGS_CLAIM, Finding, Severity
-from broker.sts.trust_policy import ACCESS_DENIED, PolicyError, evaluate
+from broker.sts.trust_policy import ACCESS_DENIED, evaluate
 from tests.doctor.negative_tokens import AUD, Signer
 
 HOST = "oidc-test.example.com"
@@ -225,7 +226,7 @@ def test_transitive_keys_and_for_any_value_are_evaluated() -> None:
 
 
 def test_a_file_that_is_no_policy_is_refused() -> None:
-    with pytest.raises(PolicyError, match="Statement"):
+    with pytest.raises(TrustPolicyInvalid, match="Statement"):
         evaluate({"Version": "2012-10-17"}, CLAIMS, host_path=HOST)
 
 

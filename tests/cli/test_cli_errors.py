@@ -1,0 +1,214 @@
+"""Every error only a command reports: one line on stderr (or its JSON body) and its exit code.
+
+One case per command-only class of the error tree; a new such class without a case here fails
+``test_every_command_only_error_has_a_case``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import uvicorn
+from click.testing import CliRunner, Result
+
+from broker import errors
+from broker.main import main
+from broker.server import logs
+from broker.store import keys
+from tests.doctor.negative_tokens import Signer
+
+DEAD = "http://127.0.0.1:9"  # nothing listens here
+SIGNER = Signer(issuer="https://oidc-test.example.com")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Case:
+    error: type[errors.BrokerError]
+    argv: list[str]
+    says: str  # in the one line
+    prep: list[list[str]] = field(default_factory=list)  # commands run first, must succeed
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # written into tmp_path first
+    has_json: bool = True
+
+
+def _verify(*args: str) -> list[str]:
+    return [
+        "verify",
+        "--broker-url",
+        DEAD,
+        "--sts-endpoint-url",
+        DEAD,
+        "--s3-endpoint-url",
+        DEAD,
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/oidc-test-role",
+        "--bucket",
+        "oidc-test-bucket",
+        *args,
+    ]
+
+
+ADD = ["credentials", "add", "--kind", "dev", "--name", "alice"]
+TOKEN = ["doctor", "--token", "@{tmp}/t.jwt", "--jwks", "{tmp}/jwks.json"]
+CASES = [
+    # a second rotation before verifiers can have fetched the next key
+    Case(
+        error=errors.KeyStoreError,
+        says="Run `test-broker keys rotate` again in",
+        prep=[["keys", "rotate"]],
+        argv=["keys", "rotate"],
+    ),
+    Case(
+        error=errors.KeyNotFound,
+        says="no key with kid 'nope'",
+        prep=[["keys", "rotate"]],
+        argv=["keys", "remove", "nope"],
+    ),
+    Case(
+        error=errors.TooManyKeys,
+        says="above max_published_keys (3)",
+        env={"BROKER_MAX_PUBLISHED_KEYS": "3"},
+        prep=[["keys", "rotate"]],
+        argv=["keys", "rotate"],
+    ),
+    Case(
+        error=errors.CredentialNotFound,
+        says="'bob': no live credential",
+        prep=[ADD],
+        argv=["credentials", "revoke", "bob"],
+    ),
+    Case(
+        error=errors.CredentialExists,
+        says="a live dev credential named 'alice' exists",
+        prep=[ADD],
+        argv=ADD,
+    ),
+    # serve's own JWKS would leak private key material (see issuer_refuses_to_start below)
+    Case(
+        error=errors.IssuerNotConformant,
+        says="refusing to start: AWS STS would reject this issuer",
+        argv=["serve"],
+        has_json=False,
+    ),
+    Case(
+        error=errors.VerifyFailed,
+        says="the token is not a JWT",
+        files={"t.jwt": "not-a-jwt"},
+        argv=_verify("--token-file", "{tmp}/t.jwt"),
+    ),
+    Case(
+        error=errors.ConfigError,
+        says="must use https",
+        env={"BROKER_OIDC_ISSUER": "http://example.com"},
+        argv=["keys", "list"],
+    ),
+    Case(
+        error=errors.InputFileError,
+        says="--jwks '{tmp}/missing.json' cannot be read",
+        argv=["doctor", "--token", "x", "--jwks", "{tmp}/missing.json"],
+    ),
+    Case(
+        error=errors.TrustPolicyInvalid,
+        says="--trust-policy '{tmp}/trust.json': not a policy document",
+        files={
+            "t.jwt": SIGNER.sign(SIGNER.claims()),
+            "jwks.json": json.dumps(SIGNER.jwks()),
+            "trust.json": "[]",
+        },
+        argv=[*TOKEN, "--trust-policy", "{tmp}/trust.json"],
+    ),
+    Case(
+        error=errors.LocalIoError,
+        says="database error: file is not a database",
+        files={"garbage": "this is not a database" * 100},
+        argv=["credentials", "list"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["doctor", "--token", "@{bad}"],
+        ["doctor", "--token", "x", "--jwks", "{bad}"],
+        ["doctor", "--token", "x", "--jwks", "{tmp}/jwks.json", "--trust-policy", "{bad}"],
+        ["doctor", "--issuer", "https://oidc-test.example.com", "--ca-file", "{bad}"],
+        _verify("--token-file", "{bad}"),
+        _verify("--bearer-file", "{bad}"),
+        _verify("--ca-bundle", "{bad}"),
+    ],
+    ids=lambda argv: next(a for a in argv if "{bad}" in a or a.endswith("-file")),
+)
+@pytest.mark.parametrize("bad", ["missing", "a-directory", "binary"])
+def test_an_unusable_input_file_is_one_input_file_error_for_every_option(
+    argv: list[str], bad: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00\x81garbage")
+    (tmp_path / "jwks.json").write_text(json.dumps(SIGNER.jwks()))
+    args = [a.replace("{bad}", str(tmp_path / bad)).replace("{tmp}", str(tmp_path)) for a in argv]
+    text = CliRunner().invoke(main, args)
+    as_json = CliRunner().invoke(main, [*args, "--json"])
+    assert (text.exit_code, as_json.exit_code) == (2, 2), text.output
+    (line,) = text.stderr.splitlines()
+    assert line.startswith("error: ")
+    assert str(tmp_path / bad) in line
+    assert json.loads(as_json.stdout)["error"] == errors.InputFileError.code
+
+
+def test_every_command_only_error_has_a_case() -> None:
+    command_only = [cls for cls in errors.all_error_classes() if cls.cli_only]
+    assert sorted(c.error.__name__ for c in CASES) == sorted(c.__name__ for c in command_only)
+
+
+@pytest.fixture
+def issuer_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault no configuration can produce: the JWK renderer leaks "d" (as in test_health)."""
+    real = keys.public_jwk
+    monkeypatch.setattr(keys, "public_jwk", lambda key, alg: real(key, alg) | {"d": "leak"})
+    monkeypatch.setattr(logs, "configure", lambda level: None)  # keep the test's logging as is
+
+    def must_not_listen(*args: object, **kwargs: object) -> None:
+        raise AssertionError("serve got past its self-check")
+
+    monkeypatch.setattr(uvicorn, "run", must_not_listen)
+
+
+def _run(case: Case, tmp_path: Path, *extra: str) -> Result:
+    env = {"BROKER_DATA_DIR": str(tmp_path / "data"), **case.env}
+    for name, text in case.files.items():
+        (tmp_path / name).write_text(text)
+    if (tmp_path / "garbage").exists():  # only SQLite may open the database's own name
+        (tmp_path / "data").mkdir(mode=0o700, exist_ok=True)
+        (tmp_path / "garbage").rename(tmp_path / "data" / "broker.sqlite3")
+    for argv in case.prep:
+        done = CliRunner().invoke(main, argv, env=env)
+        assert done.exit_code == 0, done.output
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in case.argv]
+    return CliRunner().invoke(main, [*argv, *extra], env=env)
+
+
+@pytest.mark.usefixtures("issuer_refuses_to_start")
+@pytest.mark.parametrize("case", CASES, ids=[c.error.__name__ for c in CASES])
+def test_a_command_only_error_is_one_line_and_its_exit_code(case: Case, tmp_path: Path) -> None:
+    result = _run(case, tmp_path)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert (result.exit_code, result.stdout) == (case.error.exit_code, ""), result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ")
+    assert case.says.replace("{tmp}", str(tmp_path)) in line
+
+
+@pytest.mark.usefixtures("issuer_refuses_to_start")
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.has_json], ids=[c.error.__name__ for c in CASES if c.has_json]
+)
+def test_a_command_only_error_with_json_is_its_code_and_message(case: Case, tmp_path: Path) -> None:
+    result = _run(case, tmp_path, "--json")
+    assert result.exit_code == case.error.exit_code, result.output
+    body = json.loads(result.stdout)
+    assert (sorted(body), body["error"]) == (["error", "message"], case.error.code)
