@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from broker.config import is_loopback_host
-from broker.sts.issuer_rules import split_url
+from broker.sts.issuer_rules import is_loopback_host, split_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]  # (host, port) -> IP addresses as text

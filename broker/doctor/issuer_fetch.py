@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broker.config import is_loopback_host
 from broker.doctor.fetch_guard import AddressRefused, Guard, IPAddress
 from broker.server.discovery import DISCOVERY_PATH
 from broker.sts.catalogue import RETRIEVE_KEY, Finding, reject, show, warn
-from broker.sts.issuer_rules import check_discovery, check_issuer_url, split_url
+from broker.sts.issuer_rules import check_discovery, check_issuer_url, is_loopback_host, split_url
 
 if TYPE_CHECKING:
     import ssl

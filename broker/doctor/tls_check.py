@@ -31,9 +31,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
 
-from broker.config import is_loopback_host
 from broker.doctor.fetch_guard import Guard, remaining
 from broker.sts.catalogue import RETRIEVE_KEY, Finding, reject, warn
+from broker.sts.issuer_rules import is_loopback_host
 
 EXPIRY_WARNING_DAYS = 21
 _HANDSHAKE, _CHANGE_CIPHER_SPEC, _CERTIFICATE = 22, 20, 11
