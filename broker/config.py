@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from broker.sts.issuer_rules import is_loopback_host, issuer_problem
+from broker.sts.tags import MAX_TAG_KEY, plain_tag_key_ok
 
 ENV_PREFIX = "BROKER_"
 CONFIG_ENV = "BROKER_CONFIG"
@@ -34,7 +35,6 @@ DEFAULT_ISSUER = "http://127.0.0.1:8080"
 TTL_HARD_CAP = 3600
 # AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
 PUBLISHED_KEYS_HARD_CAP = 10
-TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+\-@]{1,128}")
 # Rate bounds: a slower refill than one token per 1000 s is no limit anyone means, and it keeps
 # Retry-After ((1 - tokens) / rate, broker/ratelimit.py) a small finite number of seconds.
 MIN_RATE_PER_SECOND = 0.001
@@ -241,9 +241,9 @@ class Settings(BaseSettings):
     @field_validator("scope_tag", "caller_tag")
     @classmethod
     def _tag_key_shape(cls, value: str) -> str:
-        if not TAG_KEY.fullmatch(value) or value.lower().startswith("aws:"):
+        if not plain_tag_key_ok(value):
             raise ValueError(
-                f"{value!r} is not a usable STS tag key: 1-128 of A-Z a-z 0-9 _ . : / = + - @, "
+                f"{value!r} is not a usable STS tag key: 1-{MAX_TAG_KEY} of A-Z a-z 0-9 _ . : / = + - @, "
                 "not starting with 'aws:'"
             )
         return value

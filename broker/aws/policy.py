@@ -15,16 +15,14 @@ import copy
 from typing import Any, Literal
 
 from broker.config import ConfigError, Settings
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
-from broker.sts.catalogue import ROLES_CLAIM
+from broker.sts.catalogue import ROLES_CLAIM, TAG_SESSION, WEB_IDENTITY
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM
 
 PolicyKind = Literal["trust", "role", "bucket"]
 Target = Literal["aws", "seaweedfs"]
 KINDS: tuple[PolicyKind, ...] = ("trust", "role", "bucket")
 TARGETS: tuple[Target, ...] = ("aws", "seaweedfs")
 VERSION = "2012-10-17"
-WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
-TAG_SESSION = "sts:TagSession"
 OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
 
 Document = dict[str, Any]

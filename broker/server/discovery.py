@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.config import Settings
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.tags import TAGS_CLAIM
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/.well-known/jwks.json"

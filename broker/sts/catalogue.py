@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from broker.sts.tags import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
+
 
 class Severity(StrEnum):
     REJECT = "reject"  # STS would refuse this (sts_code/sts_message say how)
@@ -38,11 +40,11 @@ RSA_ALGS = frozenset({"RS256", "RS384", "RS512"})
 EC_ALGS = frozenset({"ES256", "ES384", "ES512"})
 ALLOWED_ALGS = RSA_ALGS | EC_ALGS
 EC_ALG_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}  # RFC 7518 3.4
-TAGS_CLAIM = "https://aws.amazon.com/tags"
 ROLES_CLAIM = "https://aws.amazon.com/roles"
+WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"  # the trust policy must allow this action ...
+TAG_SESSION = "sts:TagSession"  # ... and this one whenever the token carries session tags
 LEEWAY = 300
 MAX_TOKEN_LENGTH = 20_000
-MAX_TAGS = 50
 
 RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on it
     "token.length": "the token is at most 20 000 characters (ValidationError before parsing)",
@@ -84,9 +86,9 @@ RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on
     "claims.azp": "azp, if present, is a registered client id (house: no azp)",
     "claims.aud.registered": "aud is a registered client id",
     "claims.aud.list": "house: aud is a string, not a one-element list",
-    "claims.exp.expired": "exp is at most 300 s in the past",
-    "claims.iat.future": "iat is at most 300 s in the future",
-    "claims.nbf.future": "nbf is at most 300 s in the future",
+    "claims.exp.expired": f"exp is at most {LEEWAY} s in the past",
+    "claims.iat.future": f"iat is at most {LEEWAY} s in the future",
+    "claims.nbf.future": f"nbf is at most {LEEWAY} s in the future",
     "claims.lifetime": "house: exp - iat is at most the maximum lifetime",
     "claims.exp.after_iat": "house: exp is after iat",
     "claims.sub.null": "sub is not null",
@@ -94,9 +96,9 @@ RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on
     "tags.present": "house: the nested tags claim is present",
     "tags.flattened": "house: no flattened tags/principal_tags/<key> claims",
     "tags.format": "principal_tags is an object of one-element lists of one string",
-    "tags.count": "at most 50 principal tags",
-    "tags.key_length": "tag keys are 1-128 characters",
-    "tags.value_length": "tag values are 0-256 characters",
+    "tags.count": f"at most {MAX_TAGS} principal tags",
+    "tags.key_length": f"tag keys are 1-{MAX_TAG_KEY} characters",
+    "tags.value_length": f"tag values are 0-{MAX_TAG_VALUE} characters",
     "tags.charset": r"tag keys and values use only [\p{L}\p{Z}\p{N}_.:/=+\-@]",
     "tags.aws_prefix": "no tag key or value starts with aws: (any case)",
     "tags.duplicate_keys": "tag keys are unique ignoring case",
@@ -155,9 +157,9 @@ MESSAGES = {
     "to the not-before date/time {nbf}",
     "claims.sub.null": "Unknown error validating third-party token",
     "tags.format": _TAG_FORMAT,
-    "tags.count": "Too many session tags: {count} (at most 50)",  # ours, from here on
-    "tags.key_length": "Session tag key must be 1-128 characters: {text}",
-    "tags.value_length": "Session tag value must be at most 256 characters: {text}",
+    "tags.count": f"Too many session tags: {{count}} (at most {MAX_TAGS})",  # ours from here
+    "tags.key_length": f"Session tag key must be 1-{MAX_TAG_KEY} characters: {{text}}",
+    "tags.value_length": f"Session tag value must be at most {MAX_TAG_VALUE} characters: {{text}}",
     "tags.charset": "Session tag {what} contains invalid characters: {text}",
     "tags.aws_prefix": "Session tag {what} cannot start with aws: {text}",
     "tags.duplicate_keys": "Duplicate session tag key (keys ignore case): {text}",

@@ -18,10 +18,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from broker.sts.catalogue import TAGS_CLAIM, Finding, Severity, warn
+from broker.sts.catalogue import TAG_SESSION, WEB_IDENTITY, Finding, Severity, warn
+from broker.sts.tags import read_tags
 
-WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
-TAG_SESSION = "sts:TagSession"
 ACCESS_DENIED = f"Not authorized to perform {WEB_IDENTITY}"  # also when only TagSession fails
 RULES: Mapping[str, str] = {
     "trust.deny": "no Deny statement matches the request",
@@ -33,8 +32,6 @@ RULES: Mapping[str, str] = {
     "trust.unevaluated": "warn: a condition doctor cannot evaluate offline (assumed to hold in "
     "an Allow, not to match in a Deny)",
 }
-_FLAT_TAG = TAGS_CLAIM + "/principal_tags/"
-_FLAT_TRANSITIVE = TAGS_CLAIM + "/transitive_tag_keys"
 _STRING_OPS = ("StringEquals", "StringEqualsIgnoreCase", "StringLike")
 _TOKEN_KEYS = ("aws:tagkeys", "sts:transitivetagkeys")  # plus aws:RequestTag/* and <host>:*
 Context = dict[str, list[str]]  # lowercased condition key -> values (absent: key not in request)
@@ -61,30 +58,13 @@ def request_context(claims: Mapping[str, Any], host_path: str) -> Context:
         put(f"{host_path}:oaud", claims.get("aud"))
     for claim in ("sub", "amr", "email"):
         put(f"{host_path}:{claim}", claims.get(claim))
-    tags, transitive = session_tags(claims)
+    read = read_tags(claims)
+    tags = read.tags
     for key, value in tags.items():
         put(f"aws:RequestTag/{key}", value)
     put("aws:TagKeys", list(tags))
-    put("sts:TransitiveTagKeys", transitive)
+    put("sts:TransitiveTagKeys", read.transitive_keys)
     return ctx
-
-
-def session_tags(claims: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """Well-formed principal tags (nested or flattened form) and transitive keys of a token."""
-    nested = claims.get(TAGS_CLAIM)
-    nested = nested if isinstance(nested, dict) else {}
-    principal = nested.get("principal_tags")
-    tags = {
-        k: v[0]
-        for k, v in (principal if isinstance(principal, dict) else {}).items()
-        if type(v) is list and len(v) == 1 and isinstance(v[0], str)
-    }
-    tags.update(
-        {k.removeprefix(_FLAT_TAG): v for k, v in claims.items() if k.startswith(_FLAT_TAG)}
-    )
-    transitive = nested.get("transitive_tag_keys", claims.get(_FLAT_TRANSITIVE))
-    keys = [k for k in transitive if isinstance(k, str)] if isinstance(transitive, list) else []
-    return {k: v for k, v in tags.items() if isinstance(v, str)}, keys
 
 
 def _statements(policy: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from broker.aws import policy
 from broker.cli.main import main
 from broker.config import ConfigError, Settings
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
 from broker.sts.catalogue import ROLES_CLAIM
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM
 
 ISSUER = "https://oidc.example.com"
 AWS = {

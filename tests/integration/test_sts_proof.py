@@ -22,8 +22,7 @@ from joserfc.jwk import ECKey
 from broker.aws.verify import token_claims
 from broker.cli.main import main
 from broker.server.app import key_store
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 from tests.conftest import wait_until
 from tests.integration.conftest import VerifyRun, write_token
 from tests.seaweed_harness import (

@@ -11,8 +11,7 @@ from click.testing import CliRunner
 from broker.aws.diagnosis import FOREIGN_STEPS, OWN_STEPS, diagnose, sts_cause
 from broker.aws.verify import Outcome, Step, Target
 from broker.cli.main import main
-from broker.server.mint import SEAWEEDFS_TAGS_CLAIM
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 
 TARGET = Target(
     role_arn="arn:aws:iam::123456789012:role/oidc-test-role",

@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from broker.aws import policy as policies
 from broker.cli.main import main
 from broker.config import Settings
-from broker.sts.catalogue import TAGS_CLAIM, Finding, Severity
+from broker.sts.catalogue import Finding, Severity
+from broker.sts.tags import TAGS_CLAIM
 from broker.sts.trust_policy import ACCESS_DENIED, PolicyError, evaluate
 from tests.doctor.negative_tokens import AUD, Signer
 
