@@ -30,6 +30,7 @@ from broker.sts.catalogue import (
     show,
     warn,
 )
+from broker.sts.jwt_text import b64url_decode
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -38,7 +39,6 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, str]] = {
     "P-384": (ec.SECP384R1(), "ES384"),
     "P-521": (ec.SECP521R1(), "ES512"),
 }
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _KEY_COUNT_MARGIN = 10
 
 
@@ -193,9 +193,12 @@ def _check_key(key: Mapping[str, Any], name: str, out: list[Finding]) -> None:
 
 
 def _b64url_int(value: Any) -> int | None:
-    if not isinstance(value, str) or not _B64URL.fullmatch(value) or len(value) % 4 == 1:
+    if not isinstance(value, str) or not value:
         return None
-    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
+    try:
+        return int.from_bytes(b64url_decode(value), "big")
+    except ValueError:
+        return None
 
 
 def _rsa_public(key: Mapping[str, Any], name: str, out: list[Finding]) -> PublicKey | None:
