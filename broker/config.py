@@ -24,6 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from broker.sts.catalogue import MAX_LIFETIME
 from broker.sts.issuer_rules import is_loopback_host, issuer_problem
 from broker.sts.tags import MAX_TAG_KEY, plain_tag_key_ok
 
@@ -32,7 +33,7 @@ CONFIG_ENV = "BROKER_CONFIG"
 MAX_ROTATION_GRACE = 7 * 86400  # a leaked old secret must not stay valid for long
 DEFAULT_ISSUER = "http://127.0.0.1:8080"
 # AWS caps a token's useful life at about an hour ("Token too old"); no caller kind may exceed it.
-TTL_HARD_CAP = 3600
+TTL_HARD_CAP = MAX_LIFETIME
 # AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
 PUBLISHED_KEYS_HARD_CAP = 10
 # Rate bounds: a slower refill than one token per 1000 s is no limit anyone means, and it keeps

@@ -29,8 +29,8 @@ from joserfc.jwk import ECKey, RSAKey
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
 from broker.server.discovery import CACHE_SECONDS as JWKS_CACHE_SECONDS
 from broker.store.files import atomic_write, private_dir
+from broker.sts.catalogue import LEEWAY as STS_LEEWAY_SECONDS
 
-STS_LEEWAY_SECONDS = 300
 STATE_FILE = "state.json"
 # Times in state.json are unix seconds up to 9999-12-31T23:59:59Z, the last one datetime (and so
 # `keys list`) can show; anything outside 0..MAX_TIME is a hand edit or damage.

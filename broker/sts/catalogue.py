@@ -43,7 +43,9 @@ EC_ALG_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}  # RFC 75
 ROLES_CLAIM = "https://aws.amazon.com/roles"
 WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"  # the trust policy must allow this action ...
 TAG_SESSION = "sts:TagSession"  # ... and this one whenever the token carries session tags
-LEEWAY = 300
+LEEWAY = 300  # STS's clock skew allowance, both ways (exp, iat, nbf)
+MAX_LIFETIME = 3600  # exp - iat above about an hour risks "Token too old"
+MAX_KEYS_PER_TYPE = 100  # observed: more RSA keys than this breaks RSA tokens (EC likewise)
 MAX_TOKEN_LENGTH = 20_000
 
 RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on it
@@ -68,7 +70,7 @@ RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on
     "discovery.subject_types": 'house: subject_types_supported contains "public"',
     "discovery.signing_algs": "house: id_token_signing_alg_values_supported lists only RS*/ES*",
     "jwks.keys": "the JWKS has a non-empty keys list of objects",
-    "jwks.key_count": "at most 100 keys per key type (warn within 10 of the cap)",
+    "jwks.key_count": f"at most {MAX_KEYS_PER_TYPE} keys per key type (warn within 10 of the cap)",
     "jwks.kty": "every key is RSA or EC",
     "jwks.kid": "every key has a non-empty string kid",
     "jwks.kid_unique": "house: kids are unique (STS lets the last duplicate win)",

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from broker.sts.catalogue import (
     ALLOWED_ALGS,
     EC_ALGS,
+    MAX_KEYS_PER_TYPE,
     RSA_ALGS,
     Finding,
     add_house,
@@ -130,7 +131,10 @@ def issuer_problem(issuer: str) -> str | None:
 
 
 def check_jwks(
-    jwks: Mapping[str, Any], *, max_keys_per_type: int = 100, token_kty: str | None = None
+    jwks: Mapping[str, Any],
+    *,
+    max_keys_per_type: int = MAX_KEYS_PER_TYPE,
+    token_kty: str | None = None,
 ) -> list[Finding]:
     """Every rule the published JWKS can break, key by key, then across keys.
 

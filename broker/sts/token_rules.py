@@ -5,7 +5,7 @@ signature verification. Rule families (ids in :data:`~broker.sts_catalogue.RULES
 
 - ``token.*``  the request: token length (a ``ValidationError`` before any JWT parsing)
 - ``header.*``  the JOSE header: ``crit``, ``alg``; house shape ``{alg, kid, typ: "JWT"}``
-- ``claims.*``  required claims, timestamps, ``iss``, ``aud``/``azp``, the ±300 s window, ``sub``
+- ``claims.*``  required claims, timestamps, ``iss``, ``aud``/``azp``, the ±``LEEWAY`` s window, ``sub``
 - ``kid.*``  is the token's ``kid`` published, and can the JWK STS picks verify it
 - ``tags.*``  ``https://aws.amazon.com/tags`` (nested form; the flattened form for ``doctor``)
 - ``roles.*``  ``https://aws.amazon.com/roles`` role pinning
@@ -25,6 +25,7 @@ from broker.sts.catalogue import (
     EC_ALG_CURVES,
     EC_ALGS,
     LEEWAY,
+    MAX_LIFETIME,
     MAX_TOKEN_LENGTH,
     ROLES_CLAIM,
     RSA_ALGS,
@@ -58,7 +59,7 @@ def check_token(
     issuer: str,
     audiences: Collection[str],
     now: int,
-    max_lifetime: int = 3600,
+    max_lifetime: int = MAX_LIFETIME,
 ) -> list[Finding]:
     """Every rule a token's header and claims can break (signature and JWKS excluded)."""
     out = check_token_length(token_length)
