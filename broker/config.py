@@ -37,7 +37,7 @@ TTL_HARD_CAP = MAX_LIFETIME
 # AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
 PUBLISHED_KEYS_HARD_CAP = 10
 # Rate bounds: a slower refill than one token per 1000 s is no limit anyone means, and it keeps
-# Retry-After ((1 - tokens) / rate, broker/ratelimit.py) a small finite number of seconds.
+# Retry-After ((1 - tokens) / rate, broker/server/ratelimit.py) a small finite number of seconds.
 MIN_RATE_PER_SECOND = 0.001
 MAX_RATE_PER_SECOND = 1_000_000.0
 MAX_BURST = 1_000_000
@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     )
     key_reload_seconds: float = Field(
         1.0,
-        ge=0.01,  # smaller only spins the reload loop (broker/app.py _reload_keys)
+        ge=0.01,  # smaller only spins the reload loop (broker/server/app.py _reload_keys)
         le=60,
         allow_inf_nan=False,
         description="How often a running broker picks up `keys` CLI changes (0.01 to 60).",

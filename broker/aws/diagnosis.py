@@ -1,4 +1,4 @@
-"""What a failed ``verify`` proof means, in plain words (aws-sts-rules.md, shared/seaweedfs.md).
+"""What a failed ``verify`` proof means, in plain words (docs/sts-rules.md, deploy/seaweedfs.md).
 
 The pattern of allowed/denied answers and STS's own error words point at the likely cause:
 both scopes allowed is a broader grant, both denied is a missing or mismatched tag, an STS
@@ -26,7 +26,7 @@ def token_tags(claims: dict[str, Any]) -> dict[str, Any]:
 OWN_STEPS = ("put own", "get own", "list own")
 FOREIGN_STEPS = ("get foreign", "list foreign")
 # Likely causes, matched on STS's own words first (the first fragment found wins), then on the
-# error code. AWS wording from aws-sts-rules.md, SeaweedFS wording from shared/seaweedfs.md.
+# error code. AWS wording from docs/sts-rules.md, SeaweedFS wording from deploy/seaweedfs.md.
 CAUSE_BY_FRAGMENT = {
     "roles claim": f"the token pins other roles ({ROLES_CLAIM}): pass the broker's "
     "test role as --role-arn, or set test_role_name to this role",

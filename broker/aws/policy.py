@@ -4,7 +4,7 @@ These are the only places in the repository where the policies are written. The 
 stack builds its ``iam.json`` from the same documents; the few things SeaweedFS 4.48 reads
 differently live in ``for_seaweedfs`` (see deploy/seaweedfs.md), nowhere else.
 
-Isolation rests on two rules from aws-sts-rules.md: the trust policy *requires* the scope tag with
+Isolation rests on two rules from docs/sts-rules.md: the trust policy *requires* the scope tag with
 ``Null: false`` (a negated operator such as ``StringNotEquals`` on a missing tag evaluates true and
 would let an untagged token in), and every S3 grant is confined to ``${aws:PrincipalTag/<tag>}/``.
 """

@@ -3,7 +3,7 @@
 The proof is the upstream one: the own scope is readable, writable and listable, while the
 foreign scope (``0xdeadbeef/`` by default) is AccessDenied. Both halves matter: a broader grant
 makes the own half pass too, so only the negative control shows isolation. When the proof fails,
-``verify_diagnosis`` says in plain words what the pattern of answers usually means (aws-sts-rules.md).
+``verify_diagnosis`` says in plain words what the pattern of answers usually means (docs/sts-rules.md).
 """
 
 from __future__ import annotations

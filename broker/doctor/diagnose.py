@@ -1,11 +1,11 @@
 """``doctor``: would AWS STS accept this issuer and this token, and if not, what would it say?
 
-The rules are :mod:`broker.sts_rules` and :mod:`broker.sts_rules_issuer` (their catalogue is
-:mod:`broker.sts_catalogue`), the code the minter runs;
+The rules are :mod:`broker.sts.token_rules` and :mod:`broker.sts.issuer_rules` (their catalogue is
+:mod:`broker.sts.catalogue`), the code the minter runs;
 this module adds only what STS does around them: parsing the token, verifying its signature
 with the JWK STS would pick, and ranking every finding in STS's evaluation order to predict its
-one answer. Fetching the issuer's documents as STS does is :mod:`broker.issuer_fetch`, TLS
-inspection :mod:`broker.tls_check`, trust-policy evaluation :mod:`broker.trust_policy`.
+one answer. Fetching the issuer's documents as STS does is :mod:`broker.doctor.issuer_fetch`, TLS
+inspection :mod:`broker.doctor.tls_check`, trust-policy evaluation :mod:`broker.sts.trust_policy`.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def diagnose(
 
     With ``jwks`` given nothing is fetched. The issuer defaults to the token's ``iss``. ``policy``
     (a parsed trust policy) needs a token; it raises ``trust_policy.PolicyError`` if malformed.
-    Every connection goes only where STS could reach (:mod:`broker.fetch_guard`); ``resolver``
+    Every connection goes only where STS could reach (:mod:`broker.doctor.fetch_guard`); ``resolver``
     replaces ``getaddrinfo`` for tests.
     """
     from broker.doctor import tls_check

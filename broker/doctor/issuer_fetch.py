@@ -12,7 +12,7 @@ Each fetch is bounded, because the URLs come from the issuer being examined:
   each network read whole (64 KiB of gzip can hold 64 MiB), so the raw stream is read and
   gunzipped here with zlib's ``max_length``: memory stays near the cap whatever the ratio. Only
   gzip is offered (``Accept-Encoding``); another encoding is a finding.
-- only addresses STS could reach (:mod:`broker.fetch_guard`): the host is resolved and vetted
+- only addresses STS could reach (:mod:`broker.doctor.fetch_guard`): the host is resolved and vetted
   first, then httpx connects to the vetted IP while the name stays in the Host header, SNI and
   certificate check (httpx's ``sni_hostname`` extension). A fresh client per fetch keeps a TLS
   connection verified for one name from being reused for another on the same IP; proxies from the

@@ -82,7 +82,7 @@ class KeyPolicy:
         """How long a running broker may keep signing with a key the CLI has just retired.
 
         Tokens it signs meanwhile are covered by the broker itself: its next reload extends the
-        retiring key's time to their exp (broker/keyring.py), before this window runs out.
+        retiring key's time to their exp (broker/server/keyring.py), before this window runs out.
         """
         return math.ceil(self.reload_seconds) + 1
 
@@ -363,7 +363,7 @@ class KeyStore:
         """Keep retiring key ``kid`` published through ``until``; True if that changed anything.
 
         Never shortens, and does nothing to a key that is gone or not retiring: a running broker
-        calls it for tokens it signed before it noticed a rotation (broker/keyring.py), with
+        calls it for tokens it signed before it noticed a rotation (broker/server/keyring.py), with
         ``blocking=False`` so that a CLI generating an RSA key under the lock cannot stall the
         event loop (BlockingIOError: try again at the next reload).
         """

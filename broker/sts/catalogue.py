@@ -1,11 +1,11 @@
-"""The catalogue of what AWS STS AssumeRoleWithWebIdentity checks (``aws-sts-rules.md``).
+"""The catalogue of what AWS STS AssumeRoleWithWebIdentity checks (``docs/sts-rules.md``).
 
 Rule ids (:data:`RULES`, in STS's own evaluation order), what STS answers for each (code and
 verbatim message), and the :class:`Finding` every check returns. The checks themselves live in
-:mod:`broker.sts_rules` (token, kid, roles claim) and :mod:`broker.sts_rules_issuer` (discovery,
+:mod:`broker.sts.token_rules` (token, kid, roles claim) and :mod:`broker.sts.issuer_rules` (discovery,
 JWKS); :mod:`broker.doctor` adds its own fetch and TLS findings with :func:`reject`.
 
-Each rule models what STS actually does (the "Fine points observed"): ``REJECT`` means real STS
+Each rule models what STS actually does, observed behaviour included (docs/sts-rules.md): ``REJECT`` means real STS
 refuses it. Where the broker is stricter than STS the finding is ``HOUSE``: the minter refuses
 both (:func:`blocking`); ``doctor`` predicts STS's answer with :func:`sts_outcome`.
 """
@@ -115,12 +115,13 @@ RETRIEVE_KEY = (  # the double space is AWS's own
     "Couldn't retrieve verification key from your identity provider,  please reference "
     "AssumeRoleWithWebIdentity documentation for requirements"
 )
-# aws-sts-rules.md quotes only this prefix ("could not be validated…"); we stop at it.
+# The sources quote only this prefix ("could not be validated…"); we stop at it.
 NOT_VALIDATED = "The web identity token provided could not be validated."
 _TAG_FORMAT = "principal_tags passed in claim is not in correct format."
 _NO_PROVIDER = "No OpenIDConnect provider found in your account for {iss}"
-# What STS answers per REJECT rule, verbatim from aws-sts-rules.md unless marked "ours": the file
-# records no wording for those, nor the error code (InvalidIdentityToken unless CODES says).
+# What STS answers per REJECT rule, verbatim from the sources docs/sts-rules.md names unless marked
+# "ours": they record no wording for those, nor the error code (InvalidIdentityToken unless CODES
+# says).
 MESSAGES = {
     "token.length": "1 validation error detected: Value at 'webIdentityToken' failed to satisfy "
     "constraint: Member must have length less than or equal to 20000",  # AWS's usual wording

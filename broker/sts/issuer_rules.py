@@ -1,7 +1,7 @@
 """STS rules for the issuer side: the discovery document and the JWKS (``discovery.*``, ``jwks.*``).
 
-The findings, rule ids and STS's messages are :mod:`broker.sts_catalogue`; the token side is
-:mod:`broker.sts_rules`. STS fetches ``<iss>/.well-known/openid-configuration``, then
+The findings, rule ids and STS's messages are :mod:`broker.sts.catalogue`; the token side is
+:mod:`broker.sts.token_rules`. STS fetches ``<iss>/.well-known/openid-configuration``, then
 ``jwks_uri``; most breakage on the way surfaces as "Couldn't retrieve verification key".
 """
 

@@ -1,7 +1,7 @@
-"""The token checks of the one implementation of what AWS STS checks (``aws-sts-rules.md``).
+"""The token checks of the one implementation of what AWS STS checks (``docs/sts-rules.md``).
 
-Pure functions from parsed inputs to :class:`~broker.sts_catalogue.Finding` lists; no I/O, no
-signature verification. Rule families (ids in :data:`~broker.sts_catalogue.RULES`):
+Pure functions from parsed inputs to :class:`~broker.sts.catalogue.Finding` lists; no I/O, no
+signature verification. Rule families (ids in :data:`~broker.sts.catalogue.RULES`):
 
 - ``token.*``  the request: token length (a ``ValidationError`` before any JWT parsing)
 - ``header.*``  the JOSE header: ``crit``, ``alg``; house shape ``{alg, kid, typ: "JWT"}``
@@ -10,7 +10,7 @@ signature verification. Rule families (ids in :data:`~broker.sts_catalogue.RULES
 - ``tags.*``  ``https://aws.amazon.com/tags`` (nested form; the flattened form for ``doctor``)
 - ``roles.*``  ``https://aws.amazon.com/roles`` role pinning
 
-The issuer side (``discovery.*``, ``jwks.*``) is :mod:`broker.sts_rules_issuer`. Duplicate JSON
+The issuer side (``discovery.*``, ``jwks.*``) is :mod:`broker.sts.issuer_rules`. Duplicate JSON
 members are the caller's parser's business: STS keeps the last one, as :mod:`json` does.
 """
 

@@ -4,7 +4,7 @@ STS answers a trust-policy refusal with a bare ``AccessDenied`` and never says w
 condition failed. This module evaluates the policy the way IAM does for
 ``AssumeRoleWithWebIdentity`` (and ``TagSession`` when the token carries tags): an explicit Deny
 wins, otherwise some Allow statement must match principal, action and every condition. Condition
-keys are the ones STS sets for a self-hosted issuer (``aws-sts-rules.md``): ``<host>:aud``,
+keys are the ones STS sets for a self-hosted issuer (``docs/sts-rules.md``): ``<host>:aud``,
 ``:sub``, ``:amr``, ``:oaud``, ``:email``, ``aws:RequestTag/<k>``, ``aws:TagKeys``,
 ``sts:TransitiveTagKeys``; other ``<host>:`` keys (custom claims) are absent. Any other key
 (``sts:RoleSessionName``, ``aws:SourceIp``, ...) comes from the request, which doctor does not
