@@ -24,9 +24,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from broker.sts.catalogue import MAX_LIFETIME
+from broker.sts.catalogue import MAX_LIFETIME, ROLES_CLAIM
 from broker.sts.issuer_rules import is_loopback_host, issuer_problem
-from broker.sts.tags import MAX_TAG_KEY, plain_tag_key_ok
+from broker.sts.tags import MAX_TAG_KEY, SEAWEEDFS_TAGS_CLAIM, TAG_PUNCTUATION, plain_tag_key_ok
 
 ENV_PREFIX = "BROKER_"
 CONFIG_ENV = "BROKER_CONFIG"
@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     test_role_name: str | None = Field(
         None,
         pattern=r"^[\w+=,.@-]{1,64}$",
-        description="IAM test role; when set, every token pins it (`https://aws.amazon.com/roles`).",
+        description=f"IAM test role; when set, every token pins it (`{ROLES_CLAIM}`).",
     )
     test_bucket: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="S3 test bucket."
@@ -208,7 +208,7 @@ class Settings(BaseSettings):
     )
     seaweedfs_tags_claim: bool = Field(
         False,
-        description="Also emit the flat `https://aws.amazon.com/tags/principal_tags` claim "
+        description=f"Also emit the flat `{SEAWEEDFS_TAGS_CLAIM}` claim "
         "SeaweedFS reads (AWS's reaction to it is unverified).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -244,8 +244,8 @@ class Settings(BaseSettings):
     def _tag_key_shape(cls, value: str) -> str:
         if not plain_tag_key_ok(value):
             raise ValueError(
-                f"{value!r} is not a usable STS tag key: 1-{MAX_TAG_KEY} of A-Z a-z 0-9 _ . : / = + - @, "
-                "not starting with 'aws:'"
+                f"{value!r} is not a usable STS tag key: 1-{MAX_TAG_KEY} of A-Z a-z 0-9 "
+                f"{' '.join(TAG_PUNCTUATION)}, not starting with 'aws:'"
             )
         return value
 

@@ -18,7 +18,7 @@ from broker.cli.common import config_option, json_option, reports_errors, table,
 from broker.config import MAX_ROTATION_GRACE, ConfigError, Settings, load_settings
 from broker.errors import InvalidRequest
 from broker.store import sqlite as store
-from broker.sts.tags import MAX_TAG_VALUE, plain_tag_key_ok, tag_value_ok
+from broker.sts.tags import MAX_TAG_VALUE, TAG_PUNCTUATION, plain_tag_key_ok, tag_value_ok
 
 
 def _connect(settings: Settings, *, create: bool = False) -> sqlite3.Connection:
@@ -76,7 +76,8 @@ def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
             )
         if not tag_value_ok(value):
             raise InvalidRequest(
-                f"--tag {pair!r}: a value is at most {MAX_TAG_VALUE} letters, digits, spaces and _.:/=+-@, "
+                f"--tag {pair!r}: a value is at most {MAX_TAG_VALUE} letters, digits, spaces and "
+                f"{TAG_PUNCTUATION}, "
                 "not starting with aws:"
             )
         tags[key] = value
