@@ -1,7 +1,7 @@
 """Throughput and latency of the broker next to a bare Starlette app and the raw sign rate.
 
 The server runs pinned to core 0, wrk (Debian package `wrk`) to core 1; each row is one wrk run
-of --seconds at -c32. Ratios inside one run are what to compare (perf-notes.md).
+of --seconds at -c32. Ratios inside one run are what to compare (docs/performance.md).
 Usage: .venv/bin/python bench/broker_bench.py [--seconds 10]   (writes bench/results/*.json)
 """
 

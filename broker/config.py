@@ -26,22 +26,19 @@ from pydantic_settings import (
 
 # Raised here for every unusable setting; it lives in the error tree (config_error, exit 2).
 from broker.errors import ConfigError
+from broker.sts.catalogue import MAX_LIFETIME, ROLES_CLAIM
+from broker.sts.issuer_rules import is_loopback_host, issuer_problem
 from broker.sts.oidc import JWKS_PATH
+from broker.sts.tags import MAX_TAG_KEY, SEAWEEDFS_TAGS_CLAIM, TAG_PUNCTUATION, plain_tag_key_ok
 
 ENV_PREFIX = "BROKER_"
 CONFIG_ENV = "BROKER_CONFIG"
 MAX_ROTATION_GRACE = 7 * 86400  # a leaked old secret must not stay valid for long
 DEFAULT_ISSUER = "http://127.0.0.1:8080"
 # AWS caps a token's useful life at about an hour ("Token too old"); no caller kind may exceed it.
-TTL_HARD_CAP = 3600
+TTL_HARD_CAP = MAX_LIFETIME
 # AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
 PUBLISHED_KEYS_HARD_CAP = 10
-TAG_KEY = re.compile(r"[A-Za-z0-9_.:/=+\-@]{1,128}")
-# IAM's CreateOpenIDConnectProvider takes a URL of at most 255 characters.
-ISSUER_MAX_LENGTH = 255
-# RFC 3986 unreserved characters only: a path with '%', ':', ';', spaces or backslashes reads
-# differently to IAM, STS's fetch, proxies and the `<host/path>:aud` condition keys.
-_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 # Rate bounds: a slower refill than one token per 1000 s is no limit anyone means, and it keeps
 # Retry-After ((1 - tokens) / rate, broker/server/ratelimit.py) a small finite number of seconds.
 MIN_RATE_PER_SECOND = 0.001
@@ -53,85 +50,6 @@ _ENV_JSON_SHAPES = {
 }
 
 _config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-_DNS_NAME = re.compile(
-    r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", re.IGNORECASE
-)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def issuer_path_problem(path: str) -> str | None:
-    """Why IAM could not register (or STS could not fetch under) this issuer path, or None.
-
-    The one rule for paths: config refuses such an issuer, doctor reports it
-    (broker/sts/issuer_rules.py).
-    """
-    if not path:
-        return None
-    for segment in path.split("/")[1:]:  # a URL path starts with '/'
-        if not segment:
-            return "has an empty path segment ('//'): servers and proxies merge them"
-        if segment in (".", ".."):
-            return f"has a {segment!r} path segment: fetchers resolve it, so iss would not match"
-        if not _PATH_SEGMENT.fullmatch(segment):
-            return (
-                f"has path segment {segment!r}: use only letters, digits and - . _ ~ "
-                "(no spaces, '%' escapes, backslashes or other punctuation)"
-            )
-    return None
-
-
-def issuer_problem(issuer: str) -> str | None:
-    """Why AWS STS (or a loopback test peer) could not use this issuer URL, or None."""
-    if not issuer.isascii():
-        return "must be ASCII: IAM registers the URL byte for byte (use punycode for the host)"
-    if len(issuer) > ISSUER_MAX_LENGTH:
-        return f"is {len(issuer)} characters; IAM accepts at most {ISSUER_MAX_LENGTH}"
-    try:
-        parts = urlsplit(issuer)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return "must be an absolute URL such as https://oidc.example.com"
-    host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host:
-        return "must be an absolute URL such as https://oidc.example.com"
-    if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
-        return "must not carry a query or fragment: STS compares the issuer byte for byte"
-    if parts.username or parts.password:
-        return "must not carry credentials"
-    if parts.netloc.endswith(":") or not (_DNS_NAME.fullmatch(host) or _is_ip(host)):
-        return f"host {parts.netloc!r} is not a DNS name (letters, digits, '-', '.') or an IP"
-    if issuer.endswith("/"):
-        return f"must not end with '/': use {issuer.rstrip('/')!r} (STS compares byte for byte)"
-    if host != host.lower() or (parts.netloc != parts.netloc.lower()):
-        return (
-            f"host must be lower case: use {issuer.replace(parts.netloc, parts.netloc.lower())!r}"
-        )
-    if problem := issuer_path_problem(parts.path):
-        return problem
-    if is_loopback_host(host):
-        return None
-    if parts.scheme != "https":
-        return "a non-loopback issuer must use https: AWS STS fetches discovery over TLS only"
-    if parts.port is not None:
-        return "a non-loopback issuer must not carry a port: AWS registers providers by host only"
-    return None
 
 
 # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d, so this block is every IPv4 client.
@@ -277,7 +195,7 @@ class Settings(BaseSettings):
     test_role_name: str | None = Field(
         None,
         pattern=r"^[\w+=,.@-]{1,64}$",
-        description="IAM test role; when set, every token pins it (`https://aws.amazon.com/roles`).",
+        description=f"IAM test role; when set, every token pins it (`{ROLES_CLAIM}`).",
     )
     test_bucket: str | None = Field(
         None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="S3 test bucket."
@@ -289,7 +207,7 @@ class Settings(BaseSettings):
     )
     seaweedfs_tags_claim: bool = Field(
         False,
-        description="Also emit the flat `https://aws.amazon.com/tags/principal_tags` claim "
+        description=f"Also emit the flat `{SEAWEEDFS_TAGS_CLAIM}` claim "
         "SeaweedFS reads (AWS's reaction to it is unverified).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -323,10 +241,10 @@ class Settings(BaseSettings):
     @field_validator("scope_tag", "caller_tag")
     @classmethod
     def _tag_key_shape(cls, value: str) -> str:
-        if not TAG_KEY.fullmatch(value) or value.lower().startswith("aws:"):
+        if not plain_tag_key_ok(value):
             raise ValueError(
-                f"{value!r} is not a usable STS tag key: 1-128 of A-Z a-z 0-9 _ . : / = + - @, "
-                "not starting with 'aws:'"
+                f"{value!r} is not a usable STS tag key: 1-{MAX_TAG_KEY} of A-Z a-z 0-9 "
+                f"{' '.join(TAG_PUNCTUATION)}, not starting with 'aws:'"
             )
         return value
 

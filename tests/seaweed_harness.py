@@ -1,7 +1,7 @@
 """A real S3 + STS on loopback: SeaweedFS ``weed mini`` trusting a broker served over https.
 
 Used by the session fixture in tests/integration/conftest.py and by bench/verify_roundtrip.py.
-Recipe and every flag's reason: /work/shared/seaweedfs.md (summarised in deploy/seaweedfs.md).
+Recipe and every flag's reason: deploy/seaweedfs.md.
 ``seaweed_stack()`` starts everything in a private temp dir and always tears it down: the weed
 process (SIGTERM, then SIGKILL), its hard-coded ``/tmp/seaweedfs-*-grpc-<port>.sock`` files, the
 broker thread and the temp dir, also when the body raises.

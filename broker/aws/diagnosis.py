@@ -1,4 +1,4 @@
-"""What a failed ``verify`` proof means, in plain words (aws-sts-rules.md, shared/seaweedfs.md).
+"""What a failed ``verify`` proof means, in plain words (docs/sts-rules.md, deploy/seaweedfs.md).
 
 The pattern of allowed/denied answers and STS's own error words point at the likely cause:
 both scopes allowed is a broader grant, both denied is a missing or mismatched tag, an STS
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.catalogue import LEEWAY, ROLES_CLAIM, TAG_SESSION
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM, read_tags
 
 if TYPE_CHECKING:  # verify imports this module at run time; the types only flow back
     from broker.aws.proof import Step, Target
@@ -19,19 +19,16 @@ if TYPE_CHECKING:  # verify imports this module at run time; the types only flow
 
 def token_tags(claims: dict[str, Any]) -> dict[str, Any]:
     """Session tags as each reader sees them: AWS (nested claim) and SeaweedFS (flat claim)."""
-    nested = claims.get(TAGS_CLAIM)
-    return {
-        "aws": nested.get("principal_tags") if isinstance(nested, dict) else None,
-        "seaweedfs": claims.get(SEAWEEDFS_TAGS_CLAIM),
-    }
+    tags = read_tags(claims)
+    return {"aws": tags.principal, "seaweedfs": tags.seaweedfs}
 
 
 OWN_STEPS = ("put own", "get own", "list own")
 FOREIGN_STEPS = ("get foreign", "list foreign")
 # Likely causes, matched on STS's own words first (the first fragment found wins), then on the
-# error code. AWS wording from aws-sts-rules.md, SeaweedFS wording from shared/seaweedfs.md.
+# error code. AWS wording from docs/sts-rules.md, SeaweedFS wording from deploy/seaweedfs.md.
 CAUSE_BY_FRAGMENT = {
-    "roles claim": "the token pins other roles (https://aws.amazon.com/roles): pass the broker's "
+    "roles claim": f"the token pins other roles ({ROLES_CLAIM}): pass the broker's "
     "test role as --role-arn, or set test_role_name to this role",
     "No OpenIDConnect provider found": "the token's iss is not a registered OIDC provider; iss "
     "must equal the provider URL byte for byte (https, no port, no trailing slash)",
@@ -54,16 +51,16 @@ CAUSE_BY_FRAGMENT = {
     "not valid yet": "nbf is in the future: check the broker host's clock",
     "unsupported signing method": "the token's alg is not one of RS256/384/512, ES256/384/512",
     "role not found": "the role does not exist (SeaweedFS silently drops a role whose trust policy "
-    "lists sts:TagSession: render it with --target seaweedfs)",
+    f"lists {TAG_SESSION}: render it with --target seaweedfs)",
     "trust policy": "the role's trust policy does not admit this token (on SeaweedFS: the flat "
     "tags claim is missing, so run the broker with seaweedfs_tags_claim, or oidc:aud differs)",
 }
 CAUSE_BY_CODE = {
     "AccessDenied": "the role's trust policy does not admit this token: Principal.Federated must "
-    "name the provider ARN, the actions must include sts:TagSession, <host>:aud must equal the "
+    f"name the provider ARN, the actions must include {TAG_SESSION}, <host>:aud must equal the "
     "audience and the scope tag must be present; compare with `test-broker policy render trust`",
     "ExpiredTokenException": "the token is expired or too old (keep exp - iat <= 1 h), or the "
-    "broker's clock is more than 300 s off; mint a fresh token and check the clock",
+    f"broker's clock is more than {LEEWAY} s off; mint a fresh token and check the clock",
     "InvalidIdentityToken": "STS rejected the token itself (signature, kid or shape)",
     "IDPCommunicationError": "STS could not reach the issuer in time: DNS, TLS chain, firewall "
     "or WAF in front of /.well-known/",

@@ -4,7 +4,7 @@ These are the only places in the repository where the policies are written. The 
 stack builds its ``iam.json`` from the same documents; the few things SeaweedFS 4.48 reads
 differently live in ``for_seaweedfs`` (see deploy/seaweedfs.md), nowhere else.
 
-Isolation rests on two rules from aws-sts-rules.md: the trust policy *requires* the scope tag with
+Isolation rests on two rules from docs/sts-rules.md: the trust policy *requires* the scope tag with
 ``Null: false`` (a negated operator such as ``StringNotEquals`` on a missing tag evaluates true and
 would let an untagged token in), and every S3 grant is confined to ``${aws:PrincipalTag/<tag>}/``.
 """
@@ -14,18 +14,16 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.config import Settings
 from broker.errors import ConfigError
-from broker.sts.catalogue import ROLES_CLAIM
+from broker.sts.catalogue import ROLES_CLAIM, TAG_SESSION, WEB_IDENTITY
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM
 
 PolicyKind = Literal["trust", "role", "bucket"]
 Target = Literal["aws", "seaweedfs"]
 POLICY_KINDS: tuple[PolicyKind, ...] = ("trust", "role", "bucket")
 TARGETS: tuple[Target, ...] = ("aws", "seaweedfs")
 VERSION = "2012-10-17"
-WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
-TAG_SESSION = "sts:TagSession"
 OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
 
 Document = dict[str, Any]

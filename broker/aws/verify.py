@@ -3,14 +3,11 @@
 The proof is the upstream one: the own scope is readable, writable and listable, while the
 foreign scope (``0xdeadbeef/`` by default) is AccessDenied. Both halves matter: a broader grant
 makes the own half pass too, so only the negative control shows isolation. When the proof fails,
-``verify_diagnosis`` says in plain words what the pattern of answers usually means (aws-sts-rules.md).
+``verify_diagnosis`` says in plain words what the pattern of answers usually means (docs/sts-rules.md).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,6 +18,7 @@ import httpx
 from broker.aws.diagnosis import diagnose, token_tags
 from broker.aws.proof import Outcome, Step, Target
 from broker.errors import VerifyFailed
+from broker.sts.jwt_text import parse_token
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -118,14 +116,12 @@ def _auth(bearer: str) -> dict[str, str]:
 
 def token_claims(token: str) -> dict[str, Any]:
     """The payload, unverified: verify only reads it to explain what STS and S3 will see."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error) as exc:
-        raise VerifyFailed(f"the token is not a JWT (header.payload.signature): {exc}") from None
-    if not isinstance(claims, dict):
-        raise VerifyFailed("the token's payload is not a JSON object")
-    return claims
+    parsed = parse_token(token.strip())
+    if parsed is None:
+        raise VerifyFailed(
+            "the token is not a JWT (three base64url parts, header and claims JSON objects)"
+        )
+    return parsed.claims
 
 
 def token_scope(claims: dict[str, Any], scope_tag: str) -> str | None:

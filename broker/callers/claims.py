@@ -17,11 +17,10 @@ from joserfc.jwk import ECKey
 from broker.config import TTL_HARD_CAP, Settings
 from broker.sts import catalogue as sts_catalogue
 from broker.sts import token_rules as sts_rules
-from broker.sts.catalogue import ROLES_CLAIM, TAGS_CLAIM, Finding
+from broker.sts.catalogue import ROLES_CLAIM, Finding
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 
 CallerKind = Literal["fed", "ci", "dev"]
-# SeaweedFS reads session tags only from this flat claim (shared/seaweedfs.md).
-SEAWEEDFS_TAGS_CLAIM = f"{TAGS_CLAIM}/principal_tags"
 # iat and nbf are backdated by this much, so a verifier whose clock lags ours by up to it still
 # accepts a fresh token (PyJWT checks both with no leeway). exp stays mint time + the asked TTL.
 VERIFIER_CLOCK_LAG_SECONDS = 30

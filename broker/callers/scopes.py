@@ -1,7 +1,7 @@
 """Scopes (the S3 key prefix a token grants) and the allowance patterns that bound them.
 
 A scope is ``/``-separated segments of ``[A-Za-z0-9_.:=+@-]`` (a strict subset of the STS tag
-charset), at most 256 characters, no empty, ``.`` or ``..`` segment. An allowance pattern is a
+charset, :mod:`broker.sts.tags`), at most 256 characters (a tag value's limit), no empty, ``.`` or ``..`` segment. An allowance pattern is a
 scope whose segments may hold one ``*`` each (one or more characters within the segment; one
 per segment keeps matching linear) and may end in ``/**`` (zero or more further segments). Every caller's allowance starts with a literal
 ``<kind>/<name>`` prefix and names are unique per kind, so allowances of different callers
@@ -14,17 +14,21 @@ import re
 from dataclasses import dataclass
 
 from broker.errors import ScopeMalformed
+from broker.sts.tags import MAX_TAG_VALUE, TAG_PUNCTUATION
 
-MAX_SCOPE = 256
-_CHAR = r"[A-Za-z0-9_.:=+@\-]"
-_NO_DOT = r"[A-Za-z0-9_:=+@\-]"
+MAX_SCOPE = MAX_TAG_VALUE  # the scope is a tag value
+# STS's tag punctuation less '/', which separates segments; '-' goes last, escaped, so the
+# class reads the same to Python and to JSON Schema (the pattern is in the OpenAPI document).
+_PUNCT = TAG_PUNCTUATION.replace("/", "").replace("-", "")
+_CHAR = rf"[A-Za-z0-9{_PUNCT}\-]"
+_NO_DOT = rf"[A-Za-z0-9{_PUNCT.replace('.', '')}\-]"
 _SEGMENT = rf"{_CHAR}+"
 # A segment that is not "." or "..", spelled without lookahead so that it is also the JSON
 # Schema pattern of the mint body's scope (hypothesis generates from it in the API fuzz test).
 _WHOLE_SEGMENT = rf"(?:{_NO_DOT}{_CHAR}*|\.{_NO_DOT}{_CHAR}*|\.\.{_CHAR}+)"
 SCOPE_PATTERN = rf"^{_WHOLE_SEGMENT}(?:/{_WHOLE_SEGMENT})*$"
 _SCOPE = re.compile(SCOPE_PATTERN)
-_PATTERN_SEGMENT = re.compile(r"[A-Za-z0-9_.:=+@\-*]+")
+_PATTERN_SEGMENT = re.compile(rf"[A-Za-z0-9{_PUNCT}\-*]+")
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 WALLET = re.compile(r"0x[0-9a-f]{40}")
 

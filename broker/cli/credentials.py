@@ -14,10 +14,10 @@ import click
 
 from broker.callers import credentials
 from broker.cli.common import config_option, json_option, reports_errors, table, when
-from broker.config import MAX_ROTATION_GRACE, TAG_KEY, Settings, load_settings
+from broker.config import MAX_ROTATION_GRACE, Settings, load_settings
 from broker.errors import ConfigError, InvalidRequest
 from broker.store import Store, exists, open_store
-from broker.sts.token_rules import tag_chars_ok
+from broker.sts.tags import MAX_TAG_VALUE, TAG_PUNCTUATION, plain_tag_key_ok, tag_value_ok
 
 
 def _open(settings: Settings, *, create: bool = False) -> Store:
@@ -66,16 +66,17 @@ def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
     tags: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not TAG_KEY.fullmatch(key) or key.lower().startswith("aws:"):
+        if not sep or not plain_tag_key_ok(key):
             raise InvalidRequest(f"--tag {pair!r}: use KEY=VALUE with an STS-legal key")
         if key.lower() in own or key.lower() in {k.lower() for k in tags}:
             raise InvalidRequest(
                 f"--tag {pair!r}: tag keys are unique ignoring case, and the broker sets "
                 f"{settings.scope_tag!r} and {settings.caller_tag!r} itself"
             )
-        if len(value) > 256 or value.lower().startswith("aws:") or not tag_chars_ok(value):
+        if not tag_value_ok(value):
             raise InvalidRequest(
-                f"--tag {pair!r}: a value is at most 256 letters, digits, spaces and _.:/=+-@, "
+                f"--tag {pair!r}: a value is at most {MAX_TAG_VALUE} letters, digits, spaces and "
+                f"{TAG_PUNCTUATION}, "
                 "not starting with aws:"
             )
         tags[key] = value

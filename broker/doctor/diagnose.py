@@ -1,19 +1,15 @@
 """``doctor``: would AWS STS accept this issuer and this token, and if not, what would it say?
 
-The rules are :mod:`broker.sts_rules` and :mod:`broker.sts_rules_issuer` (their catalogue is
-:mod:`broker.sts_catalogue`), the code the minter runs;
+The rules are :mod:`broker.sts.token_rules` and :mod:`broker.sts.issuer_rules` (their catalogue is
+:mod:`broker.sts.catalogue`), the code the minter runs;
 this module adds only what STS does around them: parsing the token, verifying its signature
 with the JWK STS would pick, and ranking every finding in STS's evaluation order to predict its
-one answer. Fetching the issuer's documents as STS does is :mod:`broker.issuer_fetch`, TLS
-inspection :mod:`broker.tls_check`, trust-policy evaluation :mod:`broker.trust_policy`.
+one answer. Fetching the issuer's documents as STS does is :mod:`broker.doctor.issuer_fetch`, TLS
+inspection :mod:`broker.doctor.tls_check`, trust-policy evaluation :mod:`broker.sts.trust_policy`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,9 +30,9 @@ from broker.sts.catalogue import (
     show,
 )
 from broker.sts.issuer_rules import check_issuer_url, check_jwks
+from broker.sts.jwt_text import Token, parse_token
 
 NOT_A_JWT = "The ID Token provided is not a valid JWT"
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 # Doctor's own rules, each placed right after the rule STS checks just before it.
 DOCTOR_RULES: Mapping[str, tuple[str, str]] = {
@@ -106,65 +102,6 @@ def report(findings: Iterable[Finding], info: dict[str, Any], accepted: str) -> 
 
 
 # -- the token -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Token:
-    header: dict[str, Any]
-    claims: dict[str, Any]
-    signing_input: bytes
-    signature: bytes
-    duplicates: Mapping[str, list[Any]]  # members given more than once: name -> every value
-
-
-def _b64url(text: str) -> bytes:
-    # JWS compact is unpadded base64url; the decoder would silently skip any other character.
-    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise ValueError(text)
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _loads(segment: bytes) -> tuple[Any, dict[str, list[Any]]]:
-    """JSON keeping the last of duplicate members, as STS does, plus the top level's duplicates."""
-    duplicates: dict[str, list[Any]] = {}
-
-    def collect(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal duplicates
-        values: dict[str, list[Any]] = {}
-        for name, value in pairs:
-            values.setdefault(name, []).append(value)
-        duplicates = {name: seen for name, seen in values.items() if len(seen) > 1}
-        return {name: seen[-1] for name, seen in values.items()}  # the outermost object is last
-
-    doc = json.loads(segment, parse_constant=_no_constant, object_pairs_hook=collect)
-    return doc, duplicates if isinstance(doc, dict) else {}
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # json accepts NaN and Infinity; RFC 8259 does not
-
-
-def parse_token(text: str) -> Token | None:
-    """The header, claims and signature of a compact JWS; None when it is none."""
-    parts = text.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        (header, header_dups), (claims, claim_dups) = (_loads(_b64url(p)) for p in parts[:2])
-        signature = _b64url(parts[2])
-    # ValueError includes JSON and UTF-8 errors; RecursionError is JSON nested too deep ("[" * 10k)
-    except (ValueError, binascii.Error, RecursionError):
-        return None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        return None
-    signing_input = f"{parts[0]}.{parts[1]}".encode()
-    return Token(
-        header=header,
-        claims=claims,
-        signing_input=signing_input,
-        signature=signature,
-        duplicates={f"header {k}": v for k, v in header_dups.items()} | claim_dups,
-    )
 
 
 def _check_duplicates(token: Token, audiences: Collection[str]) -> list[Finding]:
@@ -280,7 +217,7 @@ def diagnose(
 
     With ``jwks`` given nothing is fetched. The issuer defaults to the token's ``iss``. ``policy``
     (a parsed trust policy) needs a token; it raises ``errors.TrustPolicyInvalid`` if malformed.
-    Every connection goes only where STS could reach (:mod:`broker.fetch_guard`); ``resolver``
+    Every connection goes only where STS could reach (:mod:`broker.doctor.fetch_guard`); ``resolver``
     replaces ``getaddrinfo`` for tests.
     """
     from broker.doctor import tls_check

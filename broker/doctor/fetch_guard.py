@@ -11,7 +11,7 @@ The host is resolved here, every address is vetted (one non-public address refus
 a round-robin answer cannot smuggle one in), and the caller connects to a vetted address itself,
 never to the name: a second lookup at connect time could answer differently (DNS rebinding).
 For https, the caller keeps the name for SNI, certificate checking and the Host header
-(:mod:`broker.issuer_fetch`, :mod:`broker.tls_check`).
+(:mod:`broker.doctor.issuer_fetch`, :mod:`broker.doctor.tls_check`).
 
 The resolver is a parameter so tests can make a public-looking name resolve to any address; it
 only changes what a name resolves to, never what is allowed, and the CLI never sets it.
@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from broker.config import is_loopback_host
-from broker.sts.issuer_rules import split_url
+from broker.sts.issuer_rules import is_loopback_host, split_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]  # (host, port) -> IP addresses as text

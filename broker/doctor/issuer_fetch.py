@@ -12,7 +12,7 @@ Each fetch is bounded, because the URLs come from the issuer being examined:
   each network read whole (64 KiB of gzip can hold 64 MiB), so the raw stream is read and
   gunzipped here with zlib's ``max_length``: memory stays near the cap whatever the ratio. Only
   gzip is offered (``Accept-Encoding``); another encoding is a finding.
-- only addresses STS could reach (:mod:`broker.fetch_guard`): the host is resolved and vetted
+- only addresses STS could reach (:mod:`broker.doctor.fetch_guard`): the host is resolved and vetted
   first, then httpx connects to the vetted IP while the name stays in the Host header, SNI and
   certificate check (httpx's ``sni_hostname`` extension). A fresh client per fetch keeps a TLS
   connection verified for one name from being reused for another on the same IP; proxies from the
@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broker.config import is_loopback_host
 from broker.doctor.fetch_guard import AddressRefused, Guard, IPAddress
 from broker.sts.catalogue import RETRIEVE_KEY, Finding, reject, show, warn
-from broker.sts.issuer_rules import check_discovery, check_issuer_url, split_url
+from broker.sts.issuer_rules import check_discovery, check_issuer_url, is_loopback_host, split_url
 from broker.sts.oidc import DISCOVERY_PATH
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 STS validates the certificate against public CAs and falls back to the provider's thumbprint list
 (SHA-1 of the top intermediate CA certificate) only when it cannot, or when the host requires
-TLS 1.3; so TLS 1.2 must stay on and the chain must be served in order (aws-sts-rules.md).
+TLS 1.3; so TLS 1.2 must stay on and the chain must be served in order (docs/sts-rules.md).
 
 Python 3.11's ``ssl`` does not expose the served chain, but a TLS 1.2 server sends its
 Certificate message in the clear: the handshake runs over memory BIOs and the server's bytes are
@@ -10,7 +10,7 @@ read as TLS records on the way through. No validation happens here (the fetch do
 module only reports what is served.
 
 Each connection has one deadline for connect and handshake together (a socket timeout alone is
-per read, and a server can drip its handshake), and with a :class:`~broker.fetch_guard.Guard`
+per read, and a server can drip its handshake), and with a :class:`~broker.doctor.fetch_guard.Guard`
 (``doctor``) goes only to a vetted address, as the fetch does.
 """
 
@@ -31,9 +31,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
 
-from broker.config import is_loopback_host
 from broker.doctor.fetch_guard import Guard, remaining
 from broker.sts.catalogue import RETRIEVE_KEY, Finding, reject, warn
+from broker.sts.issuer_rules import is_loopback_host
 
 EXPIRY_WARNING_DAYS = 21
 _HANDSHAKE, _CHANGE_CIPHER_SPEC, _CERTIFICATE = 22, 20, 11

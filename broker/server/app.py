@@ -278,7 +278,7 @@ class _Observed:
 def server_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn options of every broker server: `serve` and the tests' live brokers."""
     return {
-        "access_log": False,  # halves throughput on the discovery path (perf-notes.md)
+        "access_log": False,  # halves throughput on the discovery path (docs/performance.md)
         "server_header": False,
         "date_header": False,
         # Only a named proxy may say who the client is: rate limits and audit key on it.

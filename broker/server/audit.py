@@ -3,7 +3,7 @@
 One writer thread owns a store (its own SQLite connection). Requests put records on a queue; the writer takes
 everything queued, commits it in one transaction (fsync), then releases every waiting request at
 once. So a token is never returned before its record is on disk, yet throughput does not pay
-one fsync per token (shared/perf-notes.md: no linger; the batch is whatever queued meanwhile).
+one fsync per token (docs/performance.md: no linger; the batch is whatever queued meanwhile).
 
 Refusals before authentication carry no caller to hold to account and cost an attacker nothing,
 so they are counted, not recorded one by one: per client address, error and minute, for at most

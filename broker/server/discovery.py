@@ -16,7 +16,7 @@ from typing import Any
 
 from broker.config import Settings
 from broker.store.keys import JWKS_CACHE_SECONDS as CACHE_SECONDS
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.tags import TAGS_CLAIM
 
 CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
 SUPPORTED_ALGORITHMS = ("ES256", "RS256")  # the order discovery lists them in

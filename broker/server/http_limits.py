@@ -172,7 +172,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 return
         if self._deadline is None and not self.transport.is_closing():
             # Armed here rather than per parser callback: a request that arrives whole never
-            # creates a timer (discovery's hot path, perf-notes.md).
+            # creates a timer (discovery's hot path, docs/performance.md).
             if self._reading_body:
                 self._arm(self._limits.body_timeout, self._body_timed_out)
             elif self._in_headers and self._began:

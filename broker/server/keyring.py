@@ -15,7 +15,8 @@ import logging
 
 from broker.errors import KeyStoreError
 from broker.server.discovery import StaticDocument, jwks_document, published_algorithms
-from broker.store.keys import STS_LEEWAY_SECONDS, KeySnapshot, KeyStore
+from broker.store.keys import KeySnapshot, KeyStore
+from broker.sts.catalogue import LEEWAY as STS_LEEWAY_SECONDS
 
 log = logging.getLogger("broker.keys")
 # A PEM pruned meanwhile, a half-edited or hand-broken state file (wrong shapes), a lock error.

@@ -14,7 +14,7 @@ from broker.errors import StsRuleViolation, TtlTooLong
 from broker.server.keyring import KeyRing
 from broker.sts import catalogue as sts_catalogue
 from broker.sts import token_rules as sts_rules
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.tags import TAGS_CLAIM
 
 
 @dataclass(frozen=True, kw_only=True)

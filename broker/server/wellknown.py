@@ -1,7 +1,7 @@
 """The ASGI front: discovery and JWKS straight from precomputed bytes; the rest to Starlette.
 
 AWS STS fetches these two documents; nothing but a counter and a clock read sits on the path
-(perf-notes.md: every middleware layer costs a visible share of ~30 µs).
+(docs/performance.md: every middleware layer costs a visible share of ~30 µs).
 """
 
 from __future__ import annotations

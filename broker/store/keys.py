@@ -29,8 +29,8 @@ from joserfc.jwk import ECKey, RSAKey
 from broker.config import Settings
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
 from broker.store.files import atomic_write, private_dir
+from broker.sts.catalogue import LEEWAY as STS_LEEWAY_SECONDS
 
-STS_LEEWAY_SECONDS = 300
 # How long a verifier (AWS STS) may keep the JWKS it fetched (the server's Cache-Control): short,
 # so an emergency `keys remove` reaches caches within a minute; a next key waits this long.
 JWKS_CACHE_SECONDS = 60

@@ -1,11 +1,11 @@
-"""The catalogue of what AWS STS AssumeRoleWithWebIdentity checks (``aws-sts-rules.md``).
+"""The catalogue of what AWS STS AssumeRoleWithWebIdentity checks (``docs/sts-rules.md``).
 
 Rule ids (:data:`RULES`, in STS's own evaluation order), what STS answers for each (code and
 verbatim message), and the :class:`Finding` every check returns. The checks themselves live in
-:mod:`broker.sts_rules` (token, kid, roles claim) and :mod:`broker.sts_rules_issuer` (discovery,
+:mod:`broker.sts.token_rules` (token, kid, roles claim) and :mod:`broker.sts.issuer_rules` (discovery,
 JWKS); :mod:`broker.doctor` adds its own fetch and TLS findings with :func:`reject`.
 
-Each rule models what STS actually does (the "Fine points observed"): ``REJECT`` means real STS
+Each rule models what STS actually does, observed behaviour included (docs/sts-rules.md): ``REJECT`` means real STS
 refuses it. Where the broker is stricter than STS the finding is ``HOUSE``: the minter refuses
 both (:func:`blocking`); ``doctor`` predicts STS's answer with :func:`sts_outcome`.
 """
@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from broker.sts.tags import MAX_TAG_KEY, MAX_TAG_VALUE, MAX_TAGS
 
 
 class Severity(StrEnum):
@@ -38,11 +40,13 @@ RSA_ALGS = frozenset({"RS256", "RS384", "RS512"})
 EC_ALGS = frozenset({"ES256", "ES384", "ES512"})
 ALLOWED_ALGS = RSA_ALGS | EC_ALGS
 EC_ALG_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}  # RFC 7518 3.4
-TAGS_CLAIM = "https://aws.amazon.com/tags"
 ROLES_CLAIM = "https://aws.amazon.com/roles"
-LEEWAY = 300
+WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"  # the trust policy must allow this action ...
+TAG_SESSION = "sts:TagSession"  # ... and this one whenever the token carries session tags
+LEEWAY = 300  # STS's clock skew allowance, both ways (exp, iat, nbf)
+MAX_LIFETIME = 3600  # exp - iat above about an hour risks "Token too old"
+MAX_KEYS_PER_TYPE = 100  # observed: more RSA keys than this breaks RSA tokens (EC likewise)
 MAX_TOKEN_LENGTH = 20_000
-MAX_TAGS = 50
 
 RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on it
     "token.length": "the token is at most 20 000 characters (ValidationError before parsing)",
@@ -66,7 +70,7 @@ RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on
     "discovery.subject_types": 'house: subject_types_supported contains "public"',
     "discovery.signing_algs": "house: id_token_signing_alg_values_supported lists only RS*/ES*",
     "jwks.keys": "the JWKS has a non-empty keys list of objects",
-    "jwks.key_count": "at most 100 keys per key type (warn within 10 of the cap)",
+    "jwks.key_count": f"at most {MAX_KEYS_PER_TYPE} keys per key type (warn within 10 of the cap)",
     "jwks.kty": "every key is RSA or EC",
     "jwks.kid": "every key has a non-empty string kid",
     "jwks.kid_unique": "house: kids are unique (STS lets the last duplicate win)",
@@ -84,9 +88,9 @@ RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on
     "claims.azp": "azp, if present, is a registered client id (house: no azp)",
     "claims.aud.registered": "aud is a registered client id",
     "claims.aud.list": "house: aud is a string, not a one-element list",
-    "claims.exp.expired": "exp is at most 300 s in the past",
-    "claims.iat.future": "iat is at most 300 s in the future",
-    "claims.nbf.future": "nbf is at most 300 s in the future",
+    "claims.exp.expired": f"exp is at most {LEEWAY} s in the past",
+    "claims.iat.future": f"iat is at most {LEEWAY} s in the future",
+    "claims.nbf.future": f"nbf is at most {LEEWAY} s in the future",
     "claims.lifetime": "house: exp - iat is at most the maximum lifetime",
     "claims.exp.after_iat": "house: exp is after iat",
     "claims.sub.null": "sub is not null",
@@ -94,9 +98,9 @@ RULES: Mapping[str, str] = {  # in STS's evaluation order: sts_outcome relies on
     "tags.present": "house: the nested tags claim is present",
     "tags.flattened": "house: no flattened tags/principal_tags/<key> claims",
     "tags.format": "principal_tags is an object of one-element lists of one string",
-    "tags.count": "at most 50 principal tags",
-    "tags.key_length": "tag keys are 1-128 characters",
-    "tags.value_length": "tag values are 0-256 characters",
+    "tags.count": f"at most {MAX_TAGS} principal tags",
+    "tags.key_length": f"tag keys are 1-{MAX_TAG_KEY} characters",
+    "tags.value_length": f"tag values are 0-{MAX_TAG_VALUE} characters",
     "tags.charset": r"tag keys and values use only [\p{L}\p{Z}\p{N}_.:/=+\-@]",
     "tags.aws_prefix": "no tag key or value starts with aws: (any case)",
     "tags.duplicate_keys": "tag keys are unique ignoring case",
@@ -111,12 +115,13 @@ RETRIEVE_KEY = (  # the double space is AWS's own
     "Couldn't retrieve verification key from your identity provider,  please reference "
     "AssumeRoleWithWebIdentity documentation for requirements"
 )
-# aws-sts-rules.md quotes only this prefix ("could not be validated…"); we stop at it.
+# The sources quote only this prefix ("could not be validated…"); we stop at it.
 NOT_VALIDATED = "The web identity token provided could not be validated."
 _TAG_FORMAT = "principal_tags passed in claim is not in correct format."
 _NO_PROVIDER = "No OpenIDConnect provider found in your account for {iss}"
-# What STS answers per REJECT rule, verbatim from aws-sts-rules.md unless marked "ours": the file
-# records no wording for those, nor the error code (InvalidIdentityToken unless CODES says).
+# What STS answers per REJECT rule, verbatim from the sources docs/sts-rules.md names unless marked
+# "ours": they record no wording for those, nor the error code (InvalidIdentityToken unless CODES
+# says).
 MESSAGES = {
     "token.length": "1 validation error detected: Value at 'webIdentityToken' failed to satisfy "
     "constraint: Member must have length less than or equal to 20000",  # AWS's usual wording
@@ -155,9 +160,9 @@ MESSAGES = {
     "to the not-before date/time {nbf}",
     "claims.sub.null": "Unknown error validating third-party token",
     "tags.format": _TAG_FORMAT,
-    "tags.count": "Too many session tags: {count} (at most 50)",  # ours, from here on
-    "tags.key_length": "Session tag key must be 1-128 characters: {text}",
-    "tags.value_length": "Session tag value must be at most 256 characters: {text}",
+    "tags.count": f"Too many session tags: {{count}} (at most {MAX_TAGS})",  # ours from here
+    "tags.key_length": f"Session tag key must be 1-{MAX_TAG_KEY} characters: {{text}}",
+    "tags.value_length": f"Session tag value must be at most {MAX_TAG_VALUE} characters: {{text}}",
     "tags.charset": "Session tag {what} contains invalid characters: {text}",
     "tags.aws_prefix": "Session tag {what} cannot start with aws: {text}",
     "tags.duplicate_keys": "Duplicate session tag key (keys ignore case): {text}",

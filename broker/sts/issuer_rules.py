@@ -1,7 +1,7 @@
 """STS rules for the issuer side: the discovery document and the JWKS (``discovery.*``, ``jwks.*``).
 
-The findings, rule ids and STS's messages are :mod:`broker.sts_catalogue`; the token side is
-:mod:`broker.sts_rules`. STS fetches ``<iss>/.well-known/openid-configuration``, then
+The findings, rule ids and STS's messages are :mod:`broker.sts.catalogue`; the token side is
+:mod:`broker.sts.token_rules`. STS fetches ``<iss>/.well-known/openid-configuration``, then
 ``jwks_uri``; most breakage on the way surfaces as "Couldn't retrieve verification key".
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -19,10 +20,10 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from broker.config import is_loopback_host, issuer_path_problem
 from broker.sts.catalogue import (
     ALLOWED_ALGS,
     EC_ALGS,
+    MAX_KEYS_PER_TYPE,
     RSA_ALGS,
     Finding,
     add_house,
@@ -30,6 +31,7 @@ from broker.sts.catalogue import (
     show,
     warn,
 )
+from broker.sts.jwt_text import b64url_decode
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
@@ -38,12 +40,101 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, str]] = {
     "P-384": (ec.SECP384R1(), "ES384"),
     "P-521": (ec.SECP521R1(), "ES512"),
 }
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 _KEY_COUNT_MARGIN = 10
 
 
+# IAM's CreateOpenIDConnectProvider takes a URL of at most 255 characters.
+ISSUER_MAX_LENGTH = 255
+# RFC 3986 unreserved characters only: a path with '%', ':', ';', spaces or backslashes reads
+# differently to IAM, STS's fetch, proxies and the `<host/path>:aud` condition keys.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost or a loopback IP: a local test peer, which AWS can never reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_DNS_NAME = re.compile(
+    r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*", re.IGNORECASE
+)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def issuer_path_problem(path: str) -> str | None:
+    """Why IAM could not register (or STS could not fetch under) this issuer path, or None.
+
+    The one rule for paths: config refuses such an issuer, doctor reports it
+    (:func:`check_issuer_url`).
+    """
+    if not path:
+        return None
+    for segment in path.split("/")[1:]:  # a URL path starts with '/'
+        if not segment:
+            return "has an empty path segment ('//'): servers and proxies merge them"
+        if segment in (".", ".."):
+            return f"has a {segment!r} path segment: fetchers resolve it, so iss would not match"
+        if not _PATH_SEGMENT.fullmatch(segment):
+            return (
+                f"has path segment {segment!r}: use only letters, digits and - . _ ~ "
+                "(no spaces, '%' escapes, backslashes or other punctuation)"
+            )
+    return None
+
+
+def issuer_problem(issuer: str) -> str | None:
+    """Why AWS STS (or a loopback test peer) could not use this issuer URL, or None."""
+    if not issuer.isascii():
+        return "must be ASCII: IAM registers the URL byte for byte (use punycode for the host)"
+    if len(issuer) > ISSUER_MAX_LENGTH:
+        return f"is {len(issuer)} characters; IAM accepts at most {ISSUER_MAX_LENGTH}"
+    try:
+        parts = urlsplit(issuer)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "must be an absolute URL such as https://oidc.example.com"
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host:
+        return "must be an absolute URL such as https://oidc.example.com"
+    if parts.query or parts.fragment or "?" in issuer or "#" in issuer:
+        return "must not carry a query or fragment: STS compares the issuer byte for byte"
+    if parts.username or parts.password:
+        return "must not carry credentials"
+    if parts.netloc.endswith(":") or not (_DNS_NAME.fullmatch(host) or _is_ip(host)):
+        return f"host {parts.netloc!r} is not a DNS name (letters, digits, '-', '.') or an IP"
+    if issuer.endswith("/"):
+        return f"must not end with '/': use {issuer.rstrip('/')!r} (STS compares byte for byte)"
+    if host != host.lower() or (parts.netloc != parts.netloc.lower()):
+        return (
+            f"host must be lower case: use {issuer.replace(parts.netloc, parts.netloc.lower())!r}"
+        )
+    if problem := issuer_path_problem(parts.path):
+        return problem
+    if is_loopback_host(host):
+        return None
+    if parts.scheme != "https":
+        return "a non-loopback issuer must use https: AWS STS fetches discovery over TLS only"
+    if parts.port is not None:
+        return "a non-loopback issuer must not carry a port: AWS registers providers by host only"
+    return None
+
+
 def check_jwks(
-    jwks: Mapping[str, Any], *, max_keys_per_type: int = 100, token_kty: str | None = None
+    jwks: Mapping[str, Any],
+    *,
+    max_keys_per_type: int = MAX_KEYS_PER_TYPE,
+    token_kty: str | None = None,
 ) -> list[Finding]:
     """Every rule the published JWKS can break, key by key, then across keys.
 
@@ -106,9 +197,12 @@ def _check_key(key: Mapping[str, Any], name: str, out: list[Finding]) -> None:
 
 
 def _b64url_int(value: Any) -> int | None:
-    if not isinstance(value, str) or not _B64URL.fullmatch(value) or len(value) % 4 == 1:
+    if not isinstance(value, str) or not value:
         return None
-    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), "big")
+    try:
+        return int.from_bytes(b64url_decode(value), "big")
+    except ValueError:
+        return None
 
 
 def _rsa_public(key: Mapping[str, Any], name: str, out: list[Finding]) -> PublicKey | None:

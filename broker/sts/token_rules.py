@@ -1,23 +1,22 @@
-"""The token checks of the one implementation of what AWS STS checks (``aws-sts-rules.md``).
+"""The token checks of the one implementation of what AWS STS checks (``docs/sts-rules.md``).
 
-Pure functions from parsed inputs to :class:`~broker.sts_catalogue.Finding` lists; no I/O, no
-signature verification. Rule families (ids in :data:`~broker.sts_catalogue.RULES`):
+Pure functions from parsed inputs to :class:`~broker.sts.catalogue.Finding` lists; no I/O, no
+signature verification. Rule families (ids in :data:`~broker.sts.catalogue.RULES`):
 
 - ``token.*``  the request: token length (a ``ValidationError`` before any JWT parsing)
 - ``header.*``  the JOSE header: ``crit``, ``alg``; house shape ``{alg, kid, typ: "JWT"}``
-- ``claims.*``  required claims, timestamps, ``iss``, ``aud``/``azp``, the ±300 s window, ``sub``
+- ``claims.*``  required claims, timestamps, ``iss``, ``aud``/``azp``, the ±``LEEWAY`` s window, ``sub``
 - ``kid.*``  is the token's ``kid`` published, and can the JWK STS picks verify it
 - ``tags.*``  ``https://aws.amazon.com/tags`` (nested form; the flattened form for ``doctor``)
 - ``roles.*``  ``https://aws.amazon.com/roles`` role pinning
 
-The issuer side (``discovery.*``, ``jwks.*``) is :mod:`broker.sts_rules_issuer`. Duplicate JSON
+The issuer side (``discovery.*``, ``jwks.*``) is :mod:`broker.sts.issuer_rules`. Duplicate JSON
 members are the caller's parser's business: STS keeps the last one, as :mod:`json` does.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -26,25 +25,29 @@ from broker.sts.catalogue import (
     EC_ALG_CURVES,
     EC_ALGS,
     LEEWAY,
-    MAX_TAGS,
+    MAX_LIFETIME,
     MAX_TOKEN_LENGTH,
     ROLES_CLAIM,
     RSA_ALGS,
-    TAGS_CLAIM,
     Finding,
     add_house,
     add_reject,
     show,
+)
+from broker.sts.tags import (
+    FLAT_TAG_PREFIX,
+    MAX_TAG_KEY,
+    MAX_TAG_VALUE,
+    MAX_TAGS,
+    aws_prefixed,
+    read_tags,
+    tag_chars_ok,
 )
 
 _HEADER_MEMBERS = frozenset({"alg", "kid", "typ", "crit"})  # crit has its own rule
 _REQUIRED = ("iss", "sub", "aud", "iat", "exp")
 _NUMERIC = re.compile(r"-?[0-9]{1,18}")  # longer is no epoch second (and int() may refuse it)
 _MAX_TIMESTAMP = 10**18  # the same bound for JSON integers: exp 10**30 is no time either
-_ASCII_TAG = re.compile(r"[A-Za-z0-9 _.:/=+\-@]*")
-_TAG_PUNCTUATION = frozenset("_.:/=+-@")
-_FLAT_TAG = TAGS_CLAIM + "/principal_tags/"
-_FLAT_TRANSITIVE = TAGS_CLAIM + "/transitive_tag_keys"
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+", re.ASCII)
 
 
@@ -56,7 +59,7 @@ def check_token(
     issuer: str,
     audiences: Collection[str],
     now: int,
-    max_lifetime: int = 3600,
+    max_lifetime: int = MAX_LIFETIME,
 ) -> list[Finding]:
     """Every rule a token's header and claims can break (signature and JWKS excluded)."""
     out = check_token_length(token_length)
@@ -238,25 +241,23 @@ def _check_times(times: dict[str, int | None], now: int, lifetime: int, out: lis
 
 
 def _check_tags(claims: Mapping[str, Any], out: list[Finding]) -> None:
+    tags = read_tags(claims)
     pairs: list[tuple[str, str]] = []
-    transitive: list[Any] = []
     fix = 'Write each tag as "key": ["value"] under principal_tags.'
-    flat = [k for k in claims if k.startswith(_FLAT_TAG) or k == _FLAT_TRANSITIVE]
-    if TAGS_CLAIM not in claims and not flat:
+    if not tags.nested_present and not tags.flat_names:
         add_house(out, "tags.present", "the token has no tags claim", "Add the scope tag.")
         return
-    if flat:
-        add_house(out, "tags.flattened", f"flattened tag claims {flat}", "Use the nested form.")
-    for k in flat:  # a guess: the flattened form is documented with string values only
-        if k == _FLAT_TRANSITIVE:
-            transitive.append(claims[k])
-        elif isinstance(claims[k], str):
-            pairs.append((k.removeprefix(_FLAT_TAG), claims[k]))
+    if tags.flat_names:
+        detail = f"flattened tag claims {tags.flat_names}"
+        add_house(out, "tags.flattened", detail, "Use the nested form.")
+    for key, value in tags.flattened.items():  # a guess: documented with string values only
+        if isinstance(value, str):
+            pairs.append((key, value))
         else:
-            add_reject(out, "tags.format", f"{k!r} is {show(claims[k])}, not a string", fix)
-    nested = claims.get(TAGS_CLAIM, {})
-    principal = nested.get("principal_tags") if isinstance(nested, dict) else None
-    if TAGS_CLAIM in claims and not isinstance(principal, dict):
+            detail = f"{FLAT_TAG_PREFIX + key!r} is {show(value)}, not a string"
+            add_reject(out, "tags.format", detail, fix)
+    principal = tags.principal
+    if tags.nested_present and not isinstance(principal, dict):
         add_reject(out, "tags.format", f"principal_tags is {show(principal)}, not an object", fix)
         return
     for key, value in (principal or {}).items():
@@ -264,31 +265,30 @@ def _check_tags(claims: Mapping[str, Any], out: list[Finding]) -> None:
             pairs.append((key, value[0]))
         else:  # a bare string or a multi-valued tag
             add_reject(out, "tags.format", f"tag {key!r} is {show(value)}, not [one string]", fix)
-    if "transitive_tag_keys" in nested:
-        transitive.append(nested["transitive_tag_keys"])
-    _check_tag_pairs(pairs, transitive, out)
+    _check_tag_pairs(pairs, [value for _, value in tags.transitive], out)
 
 
 def _check_tag_pairs(
     pairs: list[tuple[str, str]], transitive: list[Any], out: list[Finding]
 ) -> None:
     if len(pairs) > MAX_TAGS:
-        add_reject(
-            out, "tags.count", f"{len(pairs)} tags", "Send at most 50 tags.", count=len(pairs)
-        )
+        fix = f"Send at most {MAX_TAGS} tags."
+        add_reject(out, "tags.count", f"{len(pairs)} tags", fix, count=len(pairs))
     seen: set[str] = set()
     for key, value in pairs:
-        if not 1 <= len(key) <= 128:
+        if not 1 <= len(key) <= MAX_TAG_KEY:
             detail = f"tag key {show(key)} has {len(key)} characters"
-            add_reject(out, "tags.key_length", detail, "Use a 1-128 character key.", text=key)
-        if len(value) > 256:
+            add_reject(
+                out, "tags.key_length", detail, f"Use a 1-{MAX_TAG_KEY} character key.", text=key
+            )
+        if len(value) > MAX_TAG_VALUE:
             detail = f"tag {key!r} has a {len(value)}-character value"
             add_reject(out, "tags.value_length", detail, "Shorten the value.", text=show(value))
         for what, text in (("key", key), ("value", value)):
             if not tag_chars_ok(text):
                 detail, fix = f"tag {what} {show(text)}", "Use letters, digits, spaces, _.:/=+-@."
                 add_reject(out, "tags.charset", detail, fix, what=what, text=text)
-            if text[:4].lower() == "aws:":
+            if aws_prefixed(text):
                 detail, fix = f"tag {what} {show(text)} starts with aws:", "Drop the aws: prefix."
                 add_reject(out, "tags.aws_prefix", detail, fix, what=what, text=text)
         if key.lower() in seen:
@@ -303,11 +303,3 @@ def _check_tag_pairs(
         else:
             continue
         add_reject(out, "tags.transitive", detail, "List only principal_tags keys there.")
-
-
-def tag_chars_ok(text: str) -> bool:
-    """Only characters STS allows in a tag key or value."""
-    if text.isascii():
-        return _ASCII_TAG.fullmatch(text) is not None
-    # Python's re has no \p{..}: Unicode letters (L), separators (Z) and numbers (N) by category.
-    return all(c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" for c in text)

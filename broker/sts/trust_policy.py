@@ -4,7 +4,7 @@ STS answers a trust-policy refusal with a bare ``AccessDenied`` and never says w
 condition failed. This module evaluates the policy the way IAM does for
 ``AssumeRoleWithWebIdentity`` (and ``TagSession`` when the token carries tags): an explicit Deny
 wins, otherwise some Allow statement must match principal, action and every condition. Condition
-keys are the ones STS sets for a self-hosted issuer (``aws-sts-rules.md``): ``<host>:aud``,
+keys are the ones STS sets for a self-hosted issuer (``docs/sts-rules.md``): ``<host>:aud``,
 ``:sub``, ``:amr``, ``:oaud``, ``:email``, ``aws:RequestTag/<k>``, ``aws:TagKeys``,
 ``sts:TransitiveTagKeys``; other ``<host>:`` keys (custom claims) are absent. Any other key
 (``sts:RoleSessionName``, ``aws:SourceIp``, ...) comes from the request, which doctor does not
@@ -19,10 +19,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from broker.errors import TrustPolicyInvalid
-from broker.sts.catalogue import TAGS_CLAIM, Finding, Severity, warn
+from broker.sts.catalogue import TAG_SESSION, WEB_IDENTITY, Finding, Severity, warn
+from broker.sts.tags import read_tags
 
-WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
-TAG_SESSION = "sts:TagSession"
 ACCESS_DENIED = f"Not authorized to perform {WEB_IDENTITY}"  # also when only TagSession fails
 RULES: Mapping[str, str] = {
     "trust.deny": "no Deny statement matches the request",
@@ -34,8 +33,6 @@ RULES: Mapping[str, str] = {
     "trust.unevaluated": "warn: a condition doctor cannot evaluate offline (assumed to hold in "
     "an Allow, not to match in a Deny)",
 }
-_FLAT_TAG = TAGS_CLAIM + "/principal_tags/"
-_FLAT_TRANSITIVE = TAGS_CLAIM + "/transitive_tag_keys"
 _STRING_OPS = ("StringEquals", "StringEqualsIgnoreCase", "StringLike")
 _TOKEN_KEYS = ("aws:tagkeys", "sts:transitivetagkeys")  # plus aws:RequestTag/* and <host>:*
 Context = dict[str, list[str]]  # lowercased condition key -> values (absent: key not in request)
@@ -58,30 +55,13 @@ def request_context(claims: Mapping[str, Any], host_path: str) -> Context:
         put(f"{host_path}:oaud", claims.get("aud"))
     for claim in ("sub", "amr", "email"):
         put(f"{host_path}:{claim}", claims.get(claim))
-    tags, transitive = session_tags(claims)
+    read = read_tags(claims)
+    tags = read.tags
     for key, value in tags.items():
         put(f"aws:RequestTag/{key}", value)
     put("aws:TagKeys", list(tags))
-    put("sts:TransitiveTagKeys", transitive)
+    put("sts:TransitiveTagKeys", read.transitive_keys)
     return ctx
-
-
-def session_tags(claims: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """Well-formed principal tags (nested or flattened form) and transitive keys of a token."""
-    nested = claims.get(TAGS_CLAIM)
-    nested = nested if isinstance(nested, dict) else {}
-    principal = nested.get("principal_tags")
-    tags = {
-        k: v[0]
-        for k, v in (principal if isinstance(principal, dict) else {}).items()
-        if type(v) is list and len(v) == 1 and isinstance(v[0], str)
-    }
-    tags.update(
-        {k.removeprefix(_FLAT_TAG): v for k, v in claims.items() if k.startswith(_FLAT_TAG)}
-    )
-    transitive = nested.get("transitive_tag_keys", claims.get(_FLAT_TRANSITIVE))
-    keys = [k for k in transitive if isinstance(k, str)] if isinstance(transitive, list) else []
-    return {k: v for k, v in tags.items() if isinstance(v, str)}, keys
 
 
 def _statements(policy: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -13,10 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from broker.aws import policy
-from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
-from broker.config import ConfigError, Settings
+from broker.config import Settings
+from broker.errors import ConfigError
 from broker.main import main
 from broker.sts.catalogue import ROLES_CLAIM
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM
 
 ISSUER = "https://oidc.example.com"
 AWS = {

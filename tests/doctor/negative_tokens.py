@@ -15,7 +15,8 @@ from typing import Any
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
-from broker.sts.catalogue import NOT_VALIDATED, RETRIEVE_KEY, ROLES_CLAIM, TAGS_CLAIM
+from broker.sts.catalogue import NOT_VALIDATED, RETRIEVE_KEY, ROLES_CLAIM
+from broker.sts.tags import TAGS_CLAIM
 
 NOW = 1_800_000_000
 ISSUER = "https://oidc.example.com"

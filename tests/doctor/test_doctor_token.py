@@ -14,7 +14,8 @@ from click.testing import CliRunner
 
 from broker.doctor import diagnose as doctor
 from broker.main import main
-from broker.sts.catalogue import NOT_VALIDATED, TAGS_CLAIM, Severity
+from broker.sts.catalogue import NOT_VALIDATED, Severity
+from broker.sts.tags import TAGS_CLAIM
 from broker.testing.live import StartBroker
 from tests.doctor.negative_tokens import AUD, ISSUER, NOW, ROLE, Negative, Signer, negatives
 

@@ -20,10 +20,9 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from broker.aws.verify import token_claims
-from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.main import main
 from broker.store.keys import KeyStore
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 from broker.testing.live import wait_until
 from tests.integration.conftest import VerifyRun, write_token
 from tests.seaweed_harness import (

@@ -10,9 +10,8 @@ from click.testing import CliRunner
 
 from broker.aws.diagnosis import FOREIGN_STEPS, OWN_STEPS, diagnose, sts_cause
 from broker.aws.proof import Outcome, Step, Target
-from broker.callers.claims import SEAWEEDFS_TAGS_CLAIM
 from broker.main import main
-from broker.sts.catalogue import TAGS_CLAIM
+from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
 
 TARGET = Target(
     role_arn="arn:aws:iam::123456789012:role/oidc-test-role",

@@ -16,7 +16,8 @@ from broker.aws import policy as policies
 from broker.config import Settings
 from broker.errors import TrustPolicyInvalid
 from broker.main import main
-from broker.sts.catalogue import TAGS_CLAIM, Finding, Severity
+from broker.sts.catalogue import Finding, Severity
+from broker.sts.tags import TAGS_CLAIM
 from broker.sts.trust_policy import ACCESS_DENIED, evaluate
 from tests.doctor.negative_tokens import AUD, Signer
 
@@ -28,7 +29,7 @@ CLAIMS = SIGNER.claims()
 
 
 def hand_written() -> dict[str, Any]:
-    """The shape aws-sts-rules.md asks for."""
+    """The shape docs/sts-rules.md asks for."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -153,7 +154,7 @@ def test_a_negated_operator_on_a_missing_key_is_true_and_flagged() -> None:
     )
     untagged = {k: v for k, v in CLAIMS.items() if k != TAGS_CLAIM}
     found = evaluate(doc, untagged, host_path=HOST)
-    assert denials(found) == []  # exactly the hole aws-sts-rules.md warns about
+    assert denials(found) == []  # exactly the hole docs/sts-rules.md warns about
     assert [f.rule for f in found] == ["trust.negated_missing"]
 
 
@@ -181,7 +182,7 @@ def test_a_key_from_the_request_is_assumed_to_hold_in_an_allow() -> None:
 
 
 def test_a_custom_claim_key_is_absent_not_unevaluated() -> None:
-    # Custom claims are no condition keys (aws-sts-rules.md): the token decides this one.
+    # Custom claims are no condition keys (docs/sts-rules.md): the token decides this one.
     doc = _edit(lambda s: s["Condition"].update({"StringEquals": {f"{HOST}:repo": "x"}}))
     found = evaluate(doc, CLAIMS, host_path=HOST)
     assert [rule for rule, _ in denials(found)][:1] == ["trust.condition"]

@@ -25,13 +25,13 @@ from broker.sts.catalogue import (
     RETRIEVE_KEY,
     ROLES_CLAIM,
     RULES,
-    TAGS_CLAIM,
     Finding,
     Severity,
     blocking,
     sts_outcome,
 )
 from broker.sts.issuer_rules import check_discovery, check_jwks
+from broker.sts.tags import TAGS_CLAIM
 from broker.sts.token_rules import check_roles_claim, check_token, check_token_kid
 
 NOW = 1_800_000_000
