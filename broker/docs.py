@@ -63,7 +63,7 @@ def render_errors_module(source: str) -> str:
 SECTIONS = {"config-table": config_table, "error-table": error_table}
 
 
-def render(text: str) -> str:
+def render_readme(text: str) -> str:
     for name, make in SECTIONS.items():
         start, end = f"<!-- {name} -->\n", f"<!-- /{name} -->"
         head, found_start, rest = text.partition(start)
@@ -74,11 +74,11 @@ def render(text: str) -> str:
     return text
 
 
-def main() -> None:
-    README.write_text(render(README.read_text()))
+def update_files() -> None:
+    README.write_text(render_readme(README.read_text()))
     ERRORS.write_text(render_errors_module(ERRORS.read_text()))
     sys.stdout.write(f"updated {README} and {ERRORS}\n")
 
 
 if __name__ == "__main__":
-    main()
+    update_files()

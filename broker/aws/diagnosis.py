@@ -78,7 +78,7 @@ def sts_cause(code: str, message: str) -> str:
     return CAUSE_BY_CODE.get(code, "STS refused the request; its own words are above")
 
 
-def diagnose(
+def explain(
     steps: list[Step], claims: dict[str, Any] | None, target: Target
 ) -> tuple[list[str], str | None]:
     """Plain-words reading of a failed proof, and the command to run next (if any)."""

@@ -20,9 +20,9 @@ from broker.sts.catalogue import ROLES_CLAIM, TAG_SESSION, WEB_IDENTITY
 from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM
 
 PolicyKind = Literal["trust", "role", "bucket"]
-Target = Literal["aws", "seaweedfs"]
+PolicyTarget = Literal["aws", "seaweedfs"]
 POLICY_KINDS: tuple[PolicyKind, ...] = ("trust", "role", "bucket")
-TARGETS: tuple[Target, ...] = ("aws", "seaweedfs")
+TARGETS: tuple[PolicyTarget, ...] = ("aws", "seaweedfs")
 VERSION = "2012-10-17"
 OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
 
@@ -131,7 +131,7 @@ def for_seaweedfs(trust: Document, settings: Settings) -> Document:
     return doc
 
 
-def render(settings: Settings, kind: PolicyKind, target: Target = "aws") -> Document:
+def render(settings: Settings, kind: PolicyKind, target: PolicyTarget = "aws") -> Document:
     if kind == "trust":
         trust = trust_policy(settings)
         return for_seaweedfs(trust, settings) if target == "seaweedfs" else trust
@@ -140,7 +140,7 @@ def render(settings: Settings, kind: PolicyKind, target: Target = "aws") -> Docu
     return bucket_policy(settings)
 
 
-def notes(settings: Settings, kind: PolicyKind, target: Target) -> list[str]:
+def notes(settings: Settings, kind: PolicyKind, target: PolicyTarget) -> list[str]:
     """What a person applying the document should know that the JSON cannot say."""
     out: list[str] = []
     if kind == "trust" and settings.test_role_arn:

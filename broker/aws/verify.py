@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from broker.aws.diagnosis import diagnose, token_tags
+from broker.aws.diagnosis import explain, token_tags
 from broker.aws.proof import Outcome, Step, Target
 from broker.errors import VerifyFailed
 from broker.sts.jwt_text import parse_token
@@ -35,7 +35,7 @@ ProbeCheck = Callable[[str, str], tuple[bool | None, str]]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Report:
+class ProofReport:
     isolated: bool
     scope: str | None
     foreign_prefix: str
@@ -114,7 +114,7 @@ def _auth(bearer: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {bearer}"}
 
 
-def token_claims(token: str) -> dict[str, Any]:
+def read_claims(token: str) -> dict[str, Any]:
     """The payload, unverified: verify only reads it to explain what STS and S3 will see."""
     parsed = parse_token(token.strip())
     if parsed is None:
@@ -169,7 +169,7 @@ class Verifier:
             config=self._config,
         )
 
-    def run(self) -> Report:
+    def run(self) -> ProofReport:
         t = self.target
         steps: list[Step] = []
         start = time.perf_counter()
@@ -190,7 +190,7 @@ class Verifier:
         minted: list[str] = []
         if not timed("token", "allowed", lambda: minted.append(self.tokens())).ok:
             return _finish(self, steps, start, None, None)
-        claims = token_claims(minted[0])
+        claims = read_claims(minted[0])
         scope = token_scope(claims, t.scope_tag)
         if scope is None:
             raise VerifyFailed(
@@ -311,12 +311,12 @@ def _finish(
     start: float,
     scope: str | None,
     claims: dict[str, Any] | None,
-) -> Report:
+) -> ProofReport:
     t = verifier.target
     complete = bool(steps) and steps[-1].name == "list foreign"
     isolated = complete and all(s.ok for s in steps)
-    lines, next_command = ([], None) if isolated else diagnose(steps, claims, t)
-    return Report(
+    lines, next_command = ([], None) if isolated else explain(steps, claims, t)
+    return ProofReport(
         isolated=isolated,
         scope=scope,
         foreign_prefix=t.foreign_prefix,

@@ -23,7 +23,7 @@ from broker.config import load_settings
 from broker.errors import ConfigError
 
 if TYPE_CHECKING:
-    from broker.aws.verify import Report
+    from broker.aws.verify import ProofReport
 
 
 @click.group()
@@ -48,8 +48,11 @@ def policy() -> None:
 @config_option
 @json_option
 @reports_errors
-def render(
-    kind: policies.PolicyKind, target: policies.Target, config_file: Path | None, as_json: bool
+def render_command(
+    kind: policies.PolicyKind,
+    target: policies.PolicyTarget,
+    config_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Print the trust, role or bucket policy JSON; notes for the person applying it go to stderr.
 
@@ -198,7 +201,7 @@ def _read_text(path: Path | None, option: str) -> str | None:
     return None if path is None else read_text_file(path, option, encoding="ascii")
 
 
-def _print_report(report: Report) -> None:
+def _print_report(report: ProofReport) -> None:
     rows = [
         (s.name, s.outcome, s.expected, "ok" if s.ok else "FAIL", f"{s.ms:.1f}", s.detail)
         for s in report.steps

@@ -105,7 +105,7 @@ def credentials_group() -> None:
 @config_option
 @json_option
 @reports_errors
-def add(
+def add_command(
     kind: credentials.CredentialKind,
     name: str,
     scope_pattern: str | None,
@@ -148,7 +148,7 @@ def add(
 @config_option
 @json_option
 @reports_errors
-def list_(config_file: Path | None, as_json: bool) -> None:
+def list_command(config_file: Path | None, as_json: bool) -> None:
     """List credentials with last use and expiry (never secrets).
 
     \b
@@ -168,7 +168,7 @@ def list_(config_file: Path | None, as_json: bool) -> None:
 @config_option
 @json_option
 @reports_errors
-def revoke(ref: str, config_file: Path | None, as_json: bool) -> None:
+def revoke_command(ref: str, config_file: Path | None, as_json: bool) -> None:
     """Revoke a credential (by id or name) at once.
 
     \b
@@ -191,7 +191,7 @@ def revoke(ref: str, config_file: Path | None, as_json: bool) -> None:
 @config_option
 @json_option
 @reports_errors
-def rotate(ref: str, grace: int | None, config_file: Path | None, as_json: bool) -> None:
+def rotate_command(ref: str, grace: int | None, config_file: Path | None, as_json: bool) -> None:
     """Issue a new secret; the old one stays valid for the grace period.
 
     \b

@@ -25,7 +25,7 @@ from broker.config import CONFIG_ENV, load_settings
 from broker.errors import InputFileError, TrustPolicyInvalid
 
 if TYPE_CHECKING:
-    from broker.doctor.diagnose import Report
+    from broker.doctor.diagnose import DoctorReport
 
 _COLOURS = {"reject": "red", "house": "yellow", "warn": "yellow"}
 _LEVELS = {"reject": "REJECT", "house": "house", "warn": "warn"}
@@ -138,7 +138,7 @@ def doctor(
     sys.exit(0 if result.accepted else 1)
 
 
-def _print(result: Report) -> None:
+def _print(result: DoctorReport) -> None:
     rows = [
         (
             _LEVELS[f.severity],

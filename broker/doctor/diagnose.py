@@ -47,7 +47,7 @@ DOCTOR_RULES: Mapping[str, tuple[str, str]] = {
     "tls.trust": ("tls.expiry", "the chain verifies against public CAs alone, as STS requires"),
     "claims.duplicate": ("claims.azp", "house: each member once (a conflicting aud: STS errs)"),
     "signature": ("kid.key_type", "the signature verifies with the JWK STS picks"),
-    **{rule: ("roles.target", text) for rule, text in trust_policy.RULES.items()},
+    **{rule: ("roles.target", text) for rule, text in trust_policy.TRUST_RULES.items()},
 }
 
 
@@ -67,7 +67,7 @@ def rank(finding: Finding) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Report:
+class DoctorReport:
     """What ``doctor`` prints: STS's predicted answer, every finding, and facts worth knowing."""
 
     outcome: str  # "accept", or the error code STS would answer with
@@ -88,14 +88,14 @@ class Report:
         }
 
 
-def report(findings: Iterable[Finding], info: dict[str, Any], accepted: str) -> Report:
+def report(findings: Iterable[Finding], info: dict[str, Any], accepted: str) -> DoctorReport:
     """Sort findings into STS's order; the first REJECT is STS's answer, none means ``accepted``."""
     ordered = sorted(dict.fromkeys(findings), key=rank)  # a rule two checks share counts once
     first = next((f for f in ordered if f.severity is Severity.REJECT), None)
     if first is None:
-        return Report(outcome="accept", message=accepted, findings=ordered, info=info)
+        return DoctorReport(outcome="accept", message=accepted, findings=ordered, info=info)
     code, message = first.sts_code or "InvalidIdentityToken", first.sts_message or first.detail
-    return Report(outcome=code, message=message, findings=ordered, info=info)
+    return DoctorReport(outcome=code, message=message, findings=ordered, info=info)
 
 
 # -- the broker's own documents --------------------------------------------------------------
@@ -152,7 +152,7 @@ def _check_signature(token: Token, jwks: Mapping[str, Any]) -> list[Finding]:
     return [reject("signature", detail, fix, NOT_VALIDATED, "InvalidIdentityToken")]
 
 
-def check_token(
+def examine_token(
     text: str,
     *,
     issuer: str | None,
@@ -212,7 +212,7 @@ def diagnose(
     now: int,
     budget: float = FETCH_BUDGET,
     resolver: Resolver | None = None,
-) -> Report:
+) -> DoctorReport:
     """Everything ``test-broker doctor`` checks; network only to fetch the issuer's documents.
 
     With ``jwks`` given nothing is fetched. The issuer defaults to the token's ``iss``. ``policy``
@@ -250,7 +250,7 @@ def diagnose(
     if token is None:  # judge the JWKS for tokens of every key type
         findings += check_jwks(jwks) if jwks is not None else []
         return report(findings, info, accepted="STS can fetch and use this issuer's keys")
-    _, token_findings = check_token(
+    _, token_findings = examine_token(
         token, issuer=provider, audiences=audiences, now=now, jwks=jwks, role_arn=role_arn
     )
     findings += token_findings

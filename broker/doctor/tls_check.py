@@ -40,7 +40,7 @@ _HANDSHAKE, _CHANGE_CIPHER_SPEC, _CERTIFICATE = 22, 20, 11
 
 
 @dataclass(frozen=True, kw_only=True)
-class Endpoint:
+class TlsEndpoint:
     """One TLS endpoint as served; ``chain`` is empty when no handshake completed."""
 
     host: str
@@ -232,7 +232,7 @@ def inspect(
     ca_file: Path | None = None,
     timeout: float = 5.0,
     guard: Guard | None = None,
-) -> tuple[Endpoint, list[Finding]]:
+) -> tuple[TlsEndpoint, list[Finding]]:
     """Handshake with the endpoint as STS would, and report what it serves.
 
     ``timeout`` bounds each connection as a whole; ``guard`` limits where it may go.
@@ -260,7 +260,7 @@ def inspect(
         _check_expiry(chain, name, now, out)
         top = _top_ca(chain, ca_file)
         thumbprint = top.fingerprint(hashes.SHA1()).hex() if top else None  # noqa: S303 - IAM's own
-    endpoint = Endpoint(host=host, port=port, tls12=tls12, chain=chain, thumbprint=thumbprint)
+    endpoint = TlsEndpoint(host=host, port=port, tls12=tls12, chain=chain, thumbprint=thumbprint)
     return endpoint, out
 
 

@@ -23,7 +23,7 @@ from broker.sts.catalogue import TAG_SESSION, WEB_IDENTITY, Finding, Severity, w
 from broker.sts.tags import read_tags
 
 ACCESS_DENIED = f"Not authorized to perform {WEB_IDENTITY}"  # also when only TagSession fails
-RULES: Mapping[str, str] = {
+TRUST_RULES: Mapping[str, str] = {
     "trust.deny": "no Deny statement matches the request",
     "trust.allow": "an Allow statement admits the request",
     "trust.principal": "the statement names the issuer's OIDC provider as Principal.Federated",

@@ -84,7 +84,7 @@ def test_scope_tag_and_issuer_path_come_from_the_config(
 @pytest.mark.parametrize("target", policy.TARGETS)
 @pytest.mark.parametrize("kind", policy.POLICY_KINDS)
 def test_no_negated_string_operator_on_a_tag(
-    settings: Settings, kind: policy.PolicyKind, target: policy.Target
+    settings: Settings, kind: policy.PolicyKind, target: policy.PolicyTarget
 ) -> None:
     # A negated operator on a missing tag evaluates true: it would admit untagged sessions.
     assert not [w for w in _walk(policy.render(settings, kind, target)) if "NotEquals" in w]

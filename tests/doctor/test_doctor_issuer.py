@@ -53,11 +53,11 @@ def leaf_pem(tls_ca: trustme.CA) -> bytes:
     return tls_ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.bytes()
 
 
-def _check(url: str, ca_file: Path, **kwargs: Any) -> doctor.Report:
+def _check(url: str, ca_file: Path, **kwargs: Any) -> doctor.DoctorReport:
     return doctor.diagnose(issuer=url, token=None, ca_file=ca_file, now=int(time.time()), **kwargs)
 
 
-def _rejects(result: doctor.Report) -> list[str]:
+def _rejects(result: doctor.DoctorReport) -> list[str]:
     return [f.rule for f in result.findings if f.severity is Severity.REJECT]
 
 
@@ -306,13 +306,13 @@ def outbound(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     return seen
 
 
-def diagnose_with(issuer: str, resolver: Any, **kwargs: Any) -> doctor.Report:
+def diagnose_with(issuer: str, resolver: Any, **kwargs: Any) -> doctor.DoctorReport:
     return doctor.diagnose(
         issuer=issuer, token=None, now=int(time.time()), resolver=resolver, **kwargs
     )
 
 
-def _fetch_finding(result: doctor.Report, what: str = "discovery") -> Finding:
+def _fetch_finding(result: doctor.DoctorReport, what: str = "discovery") -> Finding:
     [finding] = [f for f in result.findings if f.rule == f"fetch.{what}"]
     assert (finding.sts_code, finding.sts_message) == ("InvalidIdentityToken", RETRIEVE_KEY)
     return finding

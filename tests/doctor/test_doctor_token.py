@@ -53,7 +53,7 @@ CATALOGUE = {  # acceptance: each of these has a negative token
 }
 
 
-def diagnose(token: str, jwks: dict[str, Any], **kwargs: Any) -> doctor.Report:
+def diagnose(token: str, jwks: dict[str, Any], **kwargs: Any) -> doctor.DoctorReport:
     return doctor.diagnose(
         issuer=ISSUER, token=token, jwks=jwks, audiences=(AUD,), now=NOW, **kwargs
     )

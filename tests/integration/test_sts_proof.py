@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from broker.aws.verify import token_claims
+from broker.aws.verify import read_claims
 from broker.main import main
 from broker.store.keys import KeyStore
 from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
@@ -187,7 +187,7 @@ def test_forged_tokens_are_refused_by_sts_and_explained(
     forge: Callable[[SeaweedStack, dict[str, Any]], str],
     cause: str,
 ) -> None:
-    claims = token_claims(federation_token(seaweed))
+    claims = read_claims(federation_token(seaweed))
     token_file = write_token(tmp_path, forge(seaweed, claims))
     code, report = run_verify("--token-file", token_file)
     assert (code, report["isolated"]) == (1, False)
@@ -195,7 +195,7 @@ def test_forged_tokens_are_refused_by_sts_and_explained(
     assert list(steps) == ["token", "assume role"], report
     assert steps["assume role"] != "allowed"
     assert cause in " ".join(report["diagnosis"]), report
-    forged_iss = token_claims(Path(token_file).read_text())["iss"]
+    forged_iss = read_claims(Path(token_file).read_text())["iss"]
     assert report["next_command"] == f"test-broker doctor --issuer {forged_iss}"
 
 
@@ -238,7 +238,7 @@ def test_broad_grant_is_caught_by_the_negative_control(run_verify: VerifyRun) ->
 def test_token_without_tags_is_denied_both_ways_and_explained(
     seaweed: SeaweedStack, run_verify: VerifyRun, tmp_path: Path
 ) -> None:
-    claims = token_claims(federation_token(seaweed))
+    claims = read_claims(federation_token(seaweed))
     untagged = {k: v for k, v in claims.items() if k not in (TAGS_CLAIM, SEAWEEDFS_TAGS_CLAIM)}
     token_file = write_token(tmp_path, sign(seaweed, untagged))
     # A role whose trust policy does not require the tag lets it in; S3 then denies everything.

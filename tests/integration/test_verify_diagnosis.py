@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from broker.aws.diagnosis import FOREIGN_STEPS, OWN_STEPS, diagnose, sts_cause
+from broker.aws.diagnosis import FOREIGN_STEPS, OWN_STEPS, explain, sts_cause
 from broker.aws.proof import Outcome, Step, Target
 from broker.main import main
 from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM, TAGS_CLAIM
@@ -93,7 +93,7 @@ def test_sts_errors_map_to_their_likely_cause(code: str, message: str, cause: st
 )
 def test_both_denied_shows_the_tokens_tags(claims: dict[str, Any], finding: str) -> None:
     target = replace(TARGET, sts_endpoint="http://127.0.0.1:1")
-    lines, next_command = diagnose(_steps("denied", "denied"), claims, target)
+    lines, next_command = explain(_steps("denied", "denied"), claims, target)
     assert lines[0] == "both scopes are denied: the session carries no usable scope tag"
     assert lines[1].startswith("token tags: ")
     assert finding in lines[2]
@@ -103,14 +103,14 @@ def test_both_denied_shows_the_tokens_tags(claims: dict[str, Any], finding: str)
 def test_broad_listing_names_the_missing_prefix_condition() -> None:
     steps = _steps("allowed", "denied")
     steps[-1] = Step(name="list foreign", outcome="allowed", expected="denied", ms=1.0)
-    lines, _ = diagnose(steps, {}, TARGET)
+    lines, _ = explain(steps, {}, TARGET)
     assert "s3:ListBucket on arn:aws:s3:::oidc-test-b without the condition" in "\n".join(lines)
 
 
 def test_partial_own_grant_is_named() -> None:
     steps = _steps("allowed", "denied")
     steps[2] = Step(name="put own", outcome="denied", expected="allowed", ms=1.0)
-    lines, _ = diagnose(steps, {}, TARGET)
+    lines, _ = explain(steps, {}, TARGET)
     assert lines == [
         "the role grants only part of the own scope (put own denied); compare with `test-broker policy render role`"
     ]

@@ -42,7 +42,7 @@ def test_every_class_has_a_readme_row_with_its_http_status_and_exit_code() -> No
 def test_the_readme_tables_are_what_the_code_renders() -> None:
     # After changing an error or a setting: .venv/bin/python -m broker.docs
     readme = README.read_text()
-    assert docs.render(readme) == readme
+    assert docs.render_readme(readme) == readme
 
 
 def test_the_docstring_tree_is_drawn_from_the_classes() -> None:
