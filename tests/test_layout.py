@@ -7,8 +7,10 @@ inside functions included (`python -m pytest tests/test_layout.py`).
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
+from pathlib import Path
 
 import grimp
 
@@ -31,3 +33,23 @@ def test_every_package_has_a_docstring_saying_what_belongs_there() -> None:
         if info.ispkg:
             doc = importlib.import_module(info.name).__doc__ or ""
             assert len(doc.split()) >= 20, f"{info.name} needs a paragraph on what belongs there"
+
+
+def test_no_public_module_level_name_means_two_things() -> None:
+    # One name per concept: a public name defined at the top of two modules is two concepts
+    # sharing a name (re-exports are imports, not definitions, and do not count).
+    where: dict[str, list[str]] = {}
+    for path in sorted(Path(broker.__path__[0]).rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                continue
+            for name in names:
+                if not name.startswith("_") and name not in ("log", "__all__"):
+                    where.setdefault(name, []).append(str(path.relative_to(broker.__path__[0])))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
