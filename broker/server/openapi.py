@@ -4,68 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from broker import __version__
 from broker.config import Settings
 from broker.server.request_input import MintBody, SessionCreateBody
-
-WALLET_PATTERN = r"^0x[0-9a-f]{40}$"
-
-
-class _Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ErrorBody(_Closed):
-    error: str = Field(description="Stable machine code (see the README error table).")
-    message: str = Field(description="What went wrong and what to do about it.")
-
-
-class SessionCreated(_Closed):
-    session: str = Field(description="Session bearer for /v1/mint-oidc-jwt.")
-    wallet: str = Field(pattern=WALLET_PATTERN)
-
-
-class Minted(_Closed):
-    jwt: str
-    wallet: str
-    expiration: int = Field(description="Token exp, unix seconds.")
-    scope: str
-    sub: str
-    jti: str
-    principal_tags: dict[str, list[str]]
-
-
-class Health(_Closed):
-    status: str
-
-
-class Ready(_Closed):
-    status: str
-    checks: dict[str, bool]
-
-
-class Discovery(BaseModel):
-    issuer: str
-    jwks_uri: str
-    response_types_supported: list[str]
-    subject_types_supported: list[str]
-    id_token_signing_alg_values_supported: list[str]
-    claims_supported: list[str]
-
-
-class Jwk(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    kty: str
-    kid: str
-    alg: str
-    use: str
-
-
-class Jwks(_Closed):
-    keys: list[Jwk]
-
+from broker.server.response_bodies import (
+    Discovery,
+    ErrorBody,
+    Health,
+    Jwk,
+    Jwks,
+    Minted,
+    Ready,
+    SessionCreated,
+)
 
 _MODELS: tuple[type[BaseModel], ...] = (
     ErrorBody,
