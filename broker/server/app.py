@@ -1,8 +1,9 @@
 """``create_app(settings)``: the ASGI application.
 
 Two layers: a tiny ASGI front serves the two well-known documents from precomputed bytes (AWS STS
-fetches them; nothing else should sit on that path), and Starlette serves the rest. Routes of a
-caller kind that is not enabled are not mounted at all, so they answer exactly like unknown routes.
+fetches them; nothing else should sit on that path), and Starlette serves the rest. Both are built
+from the route table (routes.py), as /openapi.json is. Routes of a caller kind that is not enabled
+are not mounted at all, so they answer exactly like unknown routes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -37,25 +39,26 @@ from broker.errors import (
     RateLimited,
     Unauthorized,
 )
-from broker.server import openapi
+from broker.server import openapi, routes
 from broker.server.audit import AuditLog
-from broker.server.discovery import discovery_document
+from broker.server.discovery import StaticDocument, discovery_document
 from broker.server.http_limits import HttpLimits, protocol_class
 from broker.server.keyring import KeyRing
 from broker.server.logs import new_request_id, request_id
 from broker.server.metrics import CONTENT_TYPE, Metrics
 from broker.server.mint import Minter
 from broker.server.mint_api import MintApi
+from broker.server.routes import Layer
 from broker.server.self_check import is_fatal, self_check
 from broker.server.wellknown import WellKnownFront
 from broker.store import Store, open_store
 from broker.store.files import private_dir
 from broker.store.keys import KeyStore
 from broker.sts.catalogue import Severity
-from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 
 log = logging.getLogger("broker")
 Clock = Callable[[], int]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _now() -> int:
@@ -150,24 +153,26 @@ class Broker:
         return JSONResponse(body, status_code=200 if ready else NotReady.status)
 
     async def openapi_json(self, request: Request) -> Response:
-        return JSONResponse(openapi.document(self.settings, minting=self.minting_enabled))
+        return JSONResponse(openapi.document(self.settings))
 
     async def metrics_text(self, request: Request) -> Response:
         self.metrics.published_keys.set(len(self.ring.snapshot.published(self.clock())))
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
 
-    def routes(self) -> list[Route]:
-        routes = [
-            Route("/healthz", self.healthz, methods=["GET"]),
-            Route("/readyz", self.readyz, methods=["GET"]),
-            Route("/metrics", self.metrics_text, methods=["GET"]),
-            Route("/openapi.json", self.openapi_json, methods=["GET"]),
-        ]
-        if self.gate.federation is not None:
-            routes.append(Route("/session/create", self.api.session_create, methods=["POST"]))
-        if self.minting_enabled:
-            routes.append(Route("/v1/mint-oidc-jwt", self.api.mint, methods=["POST"]))
-        return routes
+    def endpoints(self) -> dict[str, Endpoint]:
+        """The handler of each endpoint name in the route table (routes.py)."""
+        return {
+            "healthz": self.healthz,
+            "readyz": self.readyz,
+            "metrics": self.metrics_text,
+            "openapi": self.openapi_json,
+            "session_create": self.api.session_create,
+            "mint": self.api.mint,
+        }
+
+    def documents(self) -> dict[str, Callable[[], StaticDocument]]:
+        """The current document of each well-known endpoint name in the route table."""
+        return {"discovery": lambda: self.discovery, "jwks": lambda: self.ring.jwks}
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -229,9 +234,6 @@ def broker_error_response(exc: BrokerError) -> Response:
     return error_response(exc, headers)
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
 class _Observed:
     """Request id and per-route latency for everything past the well-known front.
 
@@ -289,11 +291,35 @@ def server_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Mounted:
+    """The route table's mounted selection, split by the layer that answers each route."""
+
+    starlette: list[Route]
+    direct: dict[tuple[str, str], Endpoint]
+    well_known: dict[str, tuple[str, Callable[[], StaticDocument]]]
+
+
+def mount(broker: Broker) -> Mounted:
+    handlers = broker.endpoints()
+    documents = broker.documents()
+    mounted = Mounted(starlette=[], direct={}, well_known={})
+    for spec in routes.mounted(broker.settings):
+        if spec.layer is Layer.WELL_KNOWN:
+            mounted.well_known[spec.path] = (spec.endpoint, documents[spec.endpoint])
+            continue
+        handler = handlers[spec.endpoint]
+        mounted.starlette.append(Route(spec.path, handler, methods=list(spec.methods)))
+        if spec.layer is Layer.DIRECT:
+            mounted.direct.update({(spec.path, method): handler for method in spec.methods})
+    return mounted
+
+
 def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
     broker = Broker(settings, clock)
-    routes = broker.routes()
+    mounted = mount(broker)
     inner = Starlette(
-        routes=routes,
+        routes=mounted.starlette,
         exception_handlers={HTTPException: _http_error, BrokerError: _broker_error},
         lifespan=broker.lifespan,
     )
@@ -320,9 +346,5 @@ def create_app(settings: Settings, clock: Clock = _now) -> WellKnownFront:
         ", ".join(settings.minting_kinds) or "disabled (inert)",
         os.path.abspath(settings.data_dir),
     )
-    documents = {DISCOVERY_PATH: lambda: broker.discovery, JWKS_PATH: lambda: broker.ring.jwks}
-    direct: dict[tuple[str, str], Endpoint] = {}
-    if broker.minting_enabled:
-        direct[("/v1/mint-oidc-jwt", "POST")] = broker.api.mint
-    observed = _Observed(inner, routes, broker.metrics, direct)
-    return WellKnownFront(documents, observed, broker.metrics)
+    observed = _Observed(inner, mounted.starlette, broker.metrics, mounted.direct)
+    return WellKnownFront(mounted.well_known, observed, broker.metrics)

@@ -15,32 +15,32 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from broker.errors import MethodNotAllowed
 from broker.server.discovery import CACHE_CONTROL, StaticDocument
 from broker.server.metrics import Metrics
-from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 
 _CACHE_CONTROL = CACHE_CONTROL.encode()
 _JSON = b"application/json"
 
 
 class WellKnownFront:
+    """``documents`` maps each path to its name (the metrics label) and its current document."""
+
     def __init__(
         self,
-        documents: dict[str, Callable[[], StaticDocument]],
+        documents: dict[str, tuple[str, Callable[[], StaticDocument]]],
         inner: ASGIApp,
         metrics: Metrics,
     ) -> None:
         self.documents = documents
         self.inner = inner
         self._metrics = metrics
-        self._names = {DISCOVERY_PATH: "discovery", JWKS_PATH: "jwks"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        getter = self.documents.get(scope["path"]) if scope["type"] == "http" else None
-        if getter is None:
+        found = self.documents.get(scope["path"]) if scope["type"] == "http" else None
+        if found is None:
             await self.inner(scope, receive, send)
             return
+        name, current = found
         started = time.perf_counter()
-        status = await self._serve(getter(), scope, receive, send)
-        name = self._names[scope["path"]]
+        status = await self._serve(current(), scope, receive, send)
         m = self._metrics
         m.wellknown_fetch_total.labels(name, str(status)).inc()
         m.wellknown_seconds.labels(name).observe(time.perf_counter() - started)

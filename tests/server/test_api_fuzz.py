@@ -36,8 +36,9 @@ expected-statuses = [400, 401, 403, 404, 405, 413, 415]
 """)
 # The broker's data dir, shared with the auth provider below (which runs before any fixture).
 DATA = Path(tempfile.gettempdir()) / f"broker-fuzz-{os.getpid()}"
+# Loopback issuer: federation-proof is on by default; credential minting as the broker below.
 schema = schemathesis.openapi.from_dict(
-    openapi.document(load_settings(environ={}), minting=True), config=CONFIG
+    openapi.document(load_settings(environ={}, credential_minting=True)), config=CONFIG
 )
 
 
@@ -86,7 +87,7 @@ class BrokerAuth:
 
 def test_served_document_is_the_fuzzed_one(fuzzed_broker: LiveBroker) -> None:
     served = fuzzed_broker.client.get("/openapi.json").json()
-    expected = openapi.document(fuzzed_broker.settings, minting=True)
+    expected = openapi.document(fuzzed_broker.settings)
     assert served == expected
 
 
