@@ -118,7 +118,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         path="/readyz",
         methods=("GET",),
         endpoint="readyz",
-        summary="Readiness: keys loaded, data dir writable",
+        summary="Readiness: keys loaded, data dir writable, STS conformance",
         responses={200: Reply(body=Ready), 503: Reply(body=Ready, description="Not ready")},
     ),
     RouteSpec(
