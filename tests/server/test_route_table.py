@@ -103,6 +103,10 @@ def test_each_combination_mounts_the_minting_routes_it_enables(
     broker, minting_paths = combination
     paths = {path for path, _ in mounted_operations(broker.app)}
     assert minting_paths | ALWAYS == paths
+    # The mint route stays on the direct path past Starlette's router (app._Observed says why).
+    observed = broker.app.inner
+    assert isinstance(observed, _Observed)
+    assert set(observed.direct) == ({(MINT, "POST")} if MINT in minting_paths else set())
 
 
 @pytest.mark.parametrize("combo", COMBINATIONS)
