@@ -93,9 +93,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 async def json_body(request: Request, model: type[M], max_bytes: int, *, optional: bool) -> M:
-    """Parse and validate a JSON object body; an absent body is ``model()`` when optional."""
+    """Parse and validate a JSON object body; an absent body is ``model()`` when optional.
+
+    Absent means no bytes at all: whitespace alone is not JSON, so it is judged like any body.
+    """
     raw = await read_body(request, max_bytes)
-    if not raw.strip():
+    if not raw:
         if optional:
             return model()
         raise InvalidRequest("a JSON body is required; see /openapi.json for its fields")
