@@ -29,7 +29,13 @@ from broker.errors import ConfigError
 from broker.sts.catalogue import MAX_LIFETIME, ROLES_CLAIM
 from broker.sts.issuer_rules import is_loopback_host, issuer_problem
 from broker.sts.oidc import JWKS_PATH
-from broker.sts.tags import MAX_TAG_KEY, SEAWEEDFS_TAGS_CLAIM, TAG_PUNCTUATION, plain_tag_key_ok
+from broker.sts.tags import (
+    MAX_TAG_KEY,
+    SEAWEEDFS_TAGS_CLAIM,
+    TAG_PUNCTUATION,
+    TAGS_CLAIM,
+    plain_tag_key_ok,
+)
 
 ENV_PREFIX = "BROKER_"
 CONFIG_ENV = "BROKER_CONFIG"
@@ -75,7 +81,12 @@ class Settings(BaseSettings):
     oidc_issuer: str = Field(
         DEFAULT_ISSUER, description="Issuer URL: token `iss`, discovery `issuer`, IAM provider."
     )
-    audience: str = Field("sts.amazonaws.com", description="Token `aud` (the IAM client id).")
+    audience: str = Field(
+        "sts.amazonaws.com",
+        min_length=1,
+        max_length=255,  # IAM's limit for a client id
+        description="Token `aud` (the IAM client id).",
+    )
     data_dir: Path = Field(
         Path(".test-broker"),
         description="Keys and state (created 0700; an existing one must not be group/world-open).",
@@ -281,6 +292,15 @@ class Settings(BaseSettings):
             )
         if self.scope_tag.lower() == self.caller_tag.lower():
             raise ValueError("scope_tag and caller_tag must differ (STS tag keys ignore case)")
+        # The scope tag is also a top-level claim (upstream scripts read it there), so it must
+        # not be one the token already carries: exp, say, would break every mint.
+        taken = {"iss", "sub", "aud", "iat", "nbf", "exp", "jti"}
+        taken |= {c.lower() for c in (ROLES_CLAIM, TAGS_CLAIM, SEAWEEDFS_TAGS_CLAIM)}
+        if self.scope_tag.lower() in taken:
+            raise ValueError(
+                f"scope_tag {self.scope_tag!r} is a claim every token already carries; "
+                "choose another name (e.g. the default agentkeys_user_wallet)"
+            )
         for name in ("test_role_name", "test_bucket"):
             value = getattr(self, name)
             if value is not None and self.test_marker not in value:

@@ -24,6 +24,7 @@ from broker.errors import (
     CredentialExists,
     CredentialNotFound,
     InvalidRequest,
+    ScopeMalformed,
     Unauthorized,
 )
 from broker.store import CredentialRow, Store, StoreConflict
@@ -55,8 +56,8 @@ class Credential:
     def check_intact(self) -> None:
         if self.damaged:
             raise CredentialDamaged(
-                f"credential {self.id} is damaged in the store (its extra tags are not a JSON "
-                "object of strings); an operator must replace it: "
+                f"credential {self.id} is damaged in the store (its tags, allowance or max TTL "
+                "were edited outside the CLI); an operator must replace it: "
                 f"`test-broker credentials revoke {self.id}`, then add it again"
             )
 
@@ -123,24 +124,47 @@ def authenticate(store: Store, bearer: str, now: int) -> Credential:
     kind, cred_id = parsed if parsed else ("", "")
     row = store.lookup_credential(cred_id)
     digest = _digest(bearer)
-    current_ok = hmac.compare_digest(digest, row.secret_hash)
-    previous_ok = hmac.compare_digest(digest, row.previous_hash or _DUMMY)
-    in_grace = (
-        previous_ok and row.previous_valid_until is not None and now < row.previous_valid_until
+    # A row damaged outside the CLI fails closed: a hash that is no hash matches nothing, a time
+    # that is no time revokes, and any other damage refuses the mint (credential_damaged).
+    current_ok = hmac.compare_digest(digest, _hash(row.secret_hash))
+    previous_ok = hmac.compare_digest(digest, _hash(row.previous_hash))
+    grace_until, revoked_at, expires_at = map(
+        _time, (row.previous_valid_until, row.revoked_at, row.expires_at)
     )
-    live = row.revoked_at is None and (row.expires_at is None or now < row.expires_at)
+    in_grace = previous_ok and grace_until is not None and now < grace_until
+    live = revoked_at is None and (expires_at is None or now < expires_at)
     # A decoy's kind is "", which no parsed bearer carries.
     if not (row.kind == kind and live and (current_ok or in_grace)):
         raise Unauthorized()
+    tags = _extra_tags(row.extra_tags)
+    try:
+        allowance = Allowance(row.scope_pattern)
+    except (ScopeMalformed, TypeError):
+        allowance = None
+    max_ttl = _time(row.max_ttl)
     return Credential(
         kind="ci" if row.kind == "ci" else "dev",
         id=row.id,
         name=row.name,
-        allowance=Allowance(row.scope_pattern),
-        max_ttl=row.max_ttl,
-        extra_tags=_extra_tags(row.extra_tags) or {},
-        damaged=_extra_tags(row.extra_tags) is None,
+        allowance=allowance or Allowance(f"{row.kind}/damaged"),
+        max_ttl=max_ttl or 0,
+        extra_tags=tags or {},
+        damaged=tags is None or allowance is None or not max_ttl,
     )
+
+
+# Both make the same calls whatever they are given, so a decoy costs what a row costs.
+def _hash(value: object) -> bytes:
+    candidate = value if isinstance(value, bytes) else b""
+    return candidate if len(candidate) == len(_DUMMY) else _DUMMY
+
+
+def _time(value: object) -> int | None:
+    """An integer column as stored, or None; damage (text, a float) reads as a revocation."""
+    is_bool = isinstance(value, bool)
+    if isinstance(value, int) and not is_bool:
+        return value
+    return None if value is None else 0
 
 
 def _extra_tags(text: str) -> dict[str, str] | None:

@@ -67,7 +67,7 @@ def _read_json(path: Path | None, option: str) -> Any:
 )
 @click.option(
     "--now",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, 253402300799),  # up to 9999-12-31: datetime's range
     metavar="EPOCH",
     help="Judge the token's times as of this Unix time, e.g. when a job failed (default: now).",
 )

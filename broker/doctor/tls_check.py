@@ -116,6 +116,9 @@ def _handshake_messages(stream: bytes) -> Iterator[tuple[int, bytes]]:
         pos += 4 + length
 
 
+_WELL_FORMED = "Serve certificates in strict DER, as every CA issues them."
+
+
 def served_chain(stream: bytes) -> list[x509.Certificate]:
     """The certificates of the server's Certificate message, in the order served."""
     for kind, body in _handshake_messages(stream):
@@ -251,8 +254,14 @@ def inspect(
         except (OSError, ssl.SSLError) as err:
             out.append(warn("tls.handshake", f"{name}: {err}", "Serve TLS on this host."))
             chain = []
+        except ValueError as err:  # OpenSSL took it, cryptography's stricter DER parser not
+            out.append(warn("tls.chain", f"{name}: unparsable certificate ({err})", _WELL_FORMED))
+            chain = []
     except OSError as exc:
         out.append(warn("tls.handshake", f"{name}: {exc}", "Serve TLS on this host."))
+        chain = []
+    except ValueError as exc:
+        out.append(warn("tls.chain", f"{name}: unparsable certificate ({exc})", _WELL_FORMED))
         chain = []
     thumbprint = None
     if chain:

@@ -95,7 +95,14 @@ class Broker:
             open_store(settings.data_dir) if settings.credential_minting else None
         )
         self.gate = Gate(settings, federation, self.store)
-        self.audit = AuditLog(functools.partial(open_store, settings.data_dir))
+        # The writer's store is opened now, not in the lifespan: a database that cannot be
+        # opened refuses `serve` with one line, not a traceback from inside uvicorn.
+        writer = open_store(settings.data_dir) if self.gate.enabled else None
+        self.audit = AuditLog(
+            (lambda: writer)
+            if writer is not None
+            else functools.partial(open_store, settings.data_dir)
+        )
         self.conformant = self._self_check(at_start=True)
         self.api = MintApi(
             settings, self.gate, Minter(settings, self.ring), self.audit, self.metrics, clock

@@ -137,6 +137,9 @@ class AuditLog:
         except StoreError as exc:  # disk full, I/O error: withhold the tokens, keep running
             log.error("audit commit of %d records failed: %s", len(batch), exc)
             error = exc
+        except Exception as exc:  # a bug must not kill the writer and leave every mint waiting
+            log.exception("audit commit of %d records failed", len(batch))
+            error = StoreError(f"audit writer error: {exc}")
         waiting = [future for _, future in batch if future is not None]
         if waiting and self._loop is not None:
             self._loop.call_soon_threadsafe(_release, waiting, error)

@@ -115,6 +115,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_body = False
         self._header_bytes = 0
         self._draining = False
+        self._completed = 0  # requests parsed to their end on this connection
         self._deadline: asyncio.TimerHandle | None = None
 
     @property
@@ -161,21 +162,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             room = self._limits.max_header_bytes - self._header_bytes
             self._header_bytes += min(len(data), room)
+            completed = self._completed
             super().data_received(data[:room] if len(data) > room else data)
             if len(data) > room and not self.transport.is_closing():
-                if self._in_headers:  # the allowance is used up and the headers go on
+                # In headers still, and no request ended inside the allowance: they go on past it
+                # (a request that ended there is followed by the next one, pipelined).
+                if self._in_headers and self._completed == completed:
                     limit = self._limits.max_header_bytes
                     message = f"request line and headers exceed {limit} bytes; send fewer"
                     self._reject(HeaderTooLarge(message))
                     return
-                self.data_received(data[room:])  # the headers ended inside the allowance
+                self.data_received(data[room:])  # the rest, counted against its own allowance
                 return
         if self._deadline is None and not self.transport.is_closing():
             # Armed here rather than per parser callback: a request that arrives whole never
             # creates a timer (discovery's hot path, docs/performance.md).
             if self._reading_body:
                 self._arm(self._limits.body_timeout, self._body_timed_out)
-            elif self._in_headers and self._began:
+            elif self._in_headers and (self._began or self._header_bytes):
+                # Bytes that start no request (CRLFs between requests) cancel uvicorn's
+                # keep-alive timer, so they are held to the header deadline too.
                 self._arm(self._limits.header_timeout, self._header_timed_out)
 
     def on_message_begin(self) -> None:
@@ -190,6 +196,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._completed += 1
         self._disarm()
         self._in_headers, self._began, self._reading_body = True, False, False
         self._header_bytes = 0

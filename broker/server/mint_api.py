@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from broker.callers.claims import MintRequest
 from broker.callers.gate import Caller, Gate
 from broker.config import Settings
-from broker.errors import BrokerError, Unauthorized
+from broker.errors import BrokerError, RateLimited, Unauthorized
 from broker.server.audit import AuditLog
 from broker.server.metrics import Metrics
 from broker.server.mint import Minter, MintResult
@@ -64,7 +64,7 @@ class MintApi:
         try:
             result = await self._mint(request, attempt)
         except BrokerError as err:
-            if attempt.caller is None:  # nobody to hold to account: counted, not recorded
+            if _counted_not_recorded(attempt, err):
                 self.audit.count_refusal(attempt.client, err.code, attempt.started)
             else:
                 self.audit.note(attempt.record(err.code))
@@ -99,9 +99,10 @@ class MintApi:
         except Unauthorized:
             self._failed_authentication(attempt.client)
             raise
-        body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
-        if self.limits:  # an authenticated caller spends its own bucket, never its address's
+        if self.limits:  # an authenticated caller spends its own bucket, never its address's;
+            # before the body, so that refused bodies cost the caller like any other attempt
             self.per_caller.take(_limit_key(attempt.caller, attempt.client), time.monotonic())
+        body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
         attempt.request = self.gate.authorize(attempt.caller, body.scope)
         return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
 
@@ -115,6 +116,17 @@ class MintApi:
         """
         if self.limits:
             self.per_address.take(client, time.monotonic())
+
+
+def _counted_not_recorded(attempt: _Attempt, err: BrokerError) -> bool:
+    """Refusals counted per address and minute instead of one durable row each (README: Audit).
+
+    Before authentication there is nobody to hold to account; and a federation-proof session
+    costs nothing to make, so its 429s are as free as junk bearers and are counted the same way.
+    """
+    if attempt.caller is None:
+        return True
+    return attempt.caller.kind == "fed" and isinstance(err, RateLimited)
 
 
 def _limit_key(caller: Caller, client: str) -> str:

@@ -322,3 +322,26 @@ def test_the_issue_time_token_length_matches_a_real_token(broker: LiveBroker) ->
             mp.setattr(rules, "MAX_TOKEN_LENGTH", limit)
             found = [f.rule for f in issue_findings(broker.settings, req, int(time.time()))]
         assert ("token.length" in found) is refused
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "status"),
+    [
+        ("max_ttl", "abc", 503),  # authenticates, then credential_damaged
+        ("scope_pattern", "not a pattern", 503),
+        ("secret_hash", "text", 401),  # no hash: nothing can match it
+        ("expires_at", "soon", 401),  # no time: fails closed, as expired
+        ("revoked_at", "never", 401),
+    ],
+)
+def test_any_damaged_column_of_a_credential_is_a_clear_answer_never_a_500(
+    broker: LiveBroker, column: str, value: str, status: int
+) -> None:
+    data = broker.settings.data_dir
+    added = cli(data, "credentials", "add", "--kind", "dev", "--name", "alice")
+    with closing(sqlite3.connect(data / "broker.sqlite3")) as conn:
+        conn.execute(f"UPDATE credentials SET {column} = ? WHERE id = ?", (value, added["id"]))  # noqa: S608 - a parametrised column name
+        conn.commit()
+    refused = mint(broker, str(added["secret"]))
+    assert refused.status_code == status, refused.text
+    assert refused.json()["error"] == {503: "credential_damaged", 401: "unauthorized"}[status]

@@ -331,3 +331,19 @@ def test_serve_refuses_a_damaged_federation_key_in_one_line(tmp_path: Path, dama
         secret.mkdir()  # unreadable as a file, whoever runs the test (root reads any mode)
         expected = "Is a directory"
     assert_one_line_refusal(serve({"BROKER_DATA_DIR": str(tmp_path)}), expected)
+
+
+def test_serve_refuses_a_damaged_database_in_one_line_whatever_it_mints(tmp_path: Path) -> None:
+    # Federation-only too: the audit writer's store opens before uvicorn starts, not inside it.
+    tmp_path.chmod(0o700)
+    (tmp_path / "garbage").write_bytes(b"this is not a database" * 100)
+    (tmp_path / "garbage").rename(tmp_path / "broker.sqlite3")
+    assert_one_line_refusal(serve({"BROKER_DATA_DIR": str(tmp_path)}), "file is not a database")
+
+
+def test_doctor_now_beyond_what_a_date_can_show_is_a_usage_error() -> None:
+    result = CliRunner().invoke(
+        main, ["doctor", "--issuer", "https://x.example", "--now", "1" * 21]
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output

@@ -262,3 +262,16 @@ def test_test_resources_must_carry_the_marker() -> None:
 def test_role_needs_an_account() -> None:
     with pytest.raises(ConfigError, match="aws_account_id"):
         load_settings(environ={}, test_role_name="oidc-test-ci")
+
+
+@pytest.mark.parametrize("tag", ["exp", "sub", "ISS", "jti", "https://aws.amazon.com/tags"])
+def test_a_scope_tag_named_like_a_claim_every_token_carries_is_refused(tag: str) -> None:
+    # It is also a top-level claim: as "exp" it broke every mint with a 500.
+    with pytest.raises(ConfigError, match="claim every token already carries"):
+        load_settings(environ={}, scope_tag=tag)
+
+
+@pytest.mark.parametrize("audience", ["", "a" * 256])
+def test_an_audience_iam_cannot_register_is_refused(audience: str) -> None:
+    with pytest.raises(ConfigError, match="audience"):
+        load_settings(environ={}, audience=audience)

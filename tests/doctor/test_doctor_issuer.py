@@ -587,3 +587,19 @@ def test_self_check_calls_published_private_material_fatal(
     leaked["keys"][0]["d"] = SIGNER.ec.as_dict(private=True)["d"]
     fatal = [f for f in self_check(discovery, leaked, settings.oidc_issuer) if is_fatal(f)]
     assert [f.rule for f in fatal] == ["jwks.private_material"]
+
+
+def test_a_certificate_cryptography_cannot_parse_is_a_finding_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # OpenSSL accepts some DER that cryptography refuses (an over-long length byte): the issuer
+    # under examination chooses its certificate, so the parse is stood in for here.
+    def unparsable(stream: bytes) -> list[object]:
+        raise ValueError("error parsing asn1 value: InvalidLength")
+
+    monkeypatch.setattr(tls_check, "_tls12_handshake", lambda *args, **kwargs: b"")
+    monkeypatch.setattr(tls_check, "served_chain", unparsable)
+    _, findings = tls_check.inspect("127.0.0.1", 443, now=int(time.time()), timeout=1)
+    assert [(f.rule, "unparsable certificate" in f.detail) for f in findings] == [
+        ("tls.chain", True)
+    ]

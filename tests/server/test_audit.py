@@ -16,7 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from broker.main import main
-from broker.testing.live import LiveBroker, StartBroker, free_loopback_url, spawn_broker
+from broker.testing.live import (
+    LiveBroker,
+    StartBroker,
+    free_loopback_url,
+    spawn_broker,
+    wait_until,
+)
 
 
 def audit_rows(data: Path, result: str | None = None) -> list[sqlite3.Row]:
@@ -197,3 +203,17 @@ def test_refusals_from_many_addresses_count_under_star_past_the_bound(
     if len(per_minute) == 1:  # else the requests straddled a minute and may each fit the bound
         assert "*" in next(iter(per_minute.values()))
     assert sum(r["count"] for r in refusals) == len(addresses)
+
+
+def test_a_federation_sessions_429s_are_counted_not_recorded(live_broker: StartBroker) -> None:
+    # A session costs nothing to make, so its refusals at the rate limit are as free as junk.
+    broker = live_broker(mint_burst=2, mint_rate_per_second=0.01)
+    good = {"Authorization": f"Bearer {session(broker)}"}
+    statuses = [
+        broker.client.post("/v1/mint-oidc-jwt", headers=good).status_code for _ in range(40)
+    ]
+    assert statuses == [200, 200] + [429] * 38
+    broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": "Bearer junk"})
+    data = broker.settings.data_dir
+    wait_until(lambda: sum(r["count"] for r in refusal_rows(data)) == 39)
+    assert [r["result"] for r in audit_rows(data)] == ["ok", "ok"]

@@ -86,3 +86,26 @@ def test_a_store_that_cannot_be_opened_fails_start() -> None:
 
     with pytest.raises(StoreError):
         asyncio.run(run())
+
+
+class BuggyStore(MemoryStore):
+    def write_audit(
+        self, records: Sequence[AuditRecord], refusals: Sequence[RefusalCount] = ()
+    ) -> None:
+        raise RuntimeError("a bug, not a store error")
+
+
+def test_a_writer_bug_withholds_the_tokens_instead_of_hanging_every_mint() -> None:
+    audit = AuditLog(BuggyStore)
+
+    async def run() -> list[BaseException | None]:
+        audit.start(asyncio.get_running_loop())
+        try:
+            first = await asyncio.gather(audit.commit(record(1)), return_exceptions=True)
+            later = await asyncio.gather(audit.commit(record(2)), return_exceptions=True)
+            return [*first, *later]
+        finally:
+            audit.stop()
+
+    outcomes = asyncio.run(asyncio.wait_for(run(), timeout=30))
+    assert all(isinstance(o, AuditUnavailable) for o in outcomes)  # and the writer lives on

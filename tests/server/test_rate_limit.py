@@ -167,3 +167,12 @@ def test_retry_after_stays_finite_at_the_slowest_rate_allowed(live_broker: Start
     with pytest.raises(RateLimited) as err:
         limiter.check("k", 0.0)
     assert err.value.retry_after == 10_000_000
+
+
+def test_refused_bodies_spend_the_callers_own_bucket(live_broker: StartBroker) -> None:
+    broker = live_broker(credential_minting=True, mint_burst=3, mint_rate_per_second=0.01)
+    alice = dev_secret(broker, "alice")
+    headers = {"Authorization": f"Bearer {alice}", "Content-Type": "application/json"}
+    bad = [broker.client.post(MINT, headers=headers, content=b"{bad").status_code for _ in range(4)]
+    assert bad == [400, 400, 400, 429]
+    assert mint(broker, alice).status_code == 429

@@ -244,3 +244,31 @@ def test_keep_alive_requests_still_work_under_the_limits(
     broker = live_broker(header_timeout_seconds=0.5)
     for _ in range(3):  # the same pooled connection: each request starts a fresh header phase
         assert broker.client.get(path).status_code == 200
+
+
+def test_bytes_between_requests_cannot_hold_a_keep_alive_connection_open(
+    live_broker: StartBroker, connect: Connect
+) -> None:
+    # A CRLF starts no request but cancels uvicorn's keep-alive timer: the header deadline holds.
+    broker = live_broker(header_timeout_seconds=0.5)
+    conn = connect(broker)
+    assert conn.send(b"GET /healthz HTTP/1.1\r\nHost: broker\r\n\r\n")
+    assert conn.readable(DEADLINE)
+    assert conn.sock.recv(65536).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + DEADLINE
+    while conn.send(b"\r\n") and not conn.readable(0.1):
+        assert time.monotonic() < deadline, "the connection stayed open"
+    assert conn.read_until_closed() == b""
+
+
+def test_pipelined_requests_each_under_the_header_cap_are_all_answered(
+    live_broker: StartBroker, connect: Connect
+) -> None:
+    broker = live_broker(max_header_bytes=4096)
+    conn = connect(broker)
+    request = b"GET /healthz HTTP/1.1\r\nHost: broker\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n"
+    assert conn.send(
+        request * 2 + b"GET /healthz HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n"
+    )
+    answers = conn.read_until_closed()
+    assert answers.count(b"HTTP/1.1 200") == 3
