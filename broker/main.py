@@ -7,6 +7,7 @@ imported only when ``serve`` runs, so every other command starts fast.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 from broker.cli.common import config_option, reports_errors
 from broker.cli.main import main
 from broker.config import Settings, load_settings
+from broker.errors import LocalIoError
 
 __all__ = ["main"]
 
@@ -56,15 +58,34 @@ def _serve(settings: Settings, host: str, port: int, kinds: str) -> None:
 
     configure(settings.log_level)
     app = create_app(settings)
+    sock = _listen(host, port)
     click.echo(
         f"test-broker: issuer {settings.oidc_issuer} listening on http://{host}:{port} "
         f"(minting: {kinds})"
     )  # stdout: stderr carries only JSON log lines
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_level=settings.log_level,
         log_config=None,  # uvicorn logs through our JSON handler too
         **server_options(settings),
     )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here: uvicorn would exit 3 with a log line if it could not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise LocalIoError(f"cannot listen on {host}:{port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise LocalIoError(f"cannot listen on {host}:{port}: {exc}") from None
+    return sock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from broker.store import exists, open_store
 from broker.store.files import atomic_write
 from broker.store.keys import KeyPolicy, KeyState, KeyStore
 from broker.store.sqlite import SqliteStore
-from broker.testing.live import free_loopback_url
+from broker.testing.live import free_loopback_url, free_socket
 
 COMMANDS = [
     [],
@@ -347,3 +348,12 @@ def test_doctor_now_beyond_what_a_date_can_show_is_a_usage_error() -> None:
     )
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with contextlib.closing(free_socket()) as taken:
+        taken.listen()
+        url = f"http://127.0.0.1:{taken.getsockname()[1]}"
+        env = {"BROKER_OIDC_ISSUER": url, "BROKER_DATA_DIR": str(tmp_path / "data")}
+        done = serve(env | {"BROKER_LOG_LEVEL": "error"})  # start-up info lines aside
+    assert_one_line_refusal(done, "cannot listen on 127.0.0.1")
