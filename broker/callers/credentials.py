@@ -167,11 +167,11 @@ def _time(value: object) -> int | None:
     return None if value is None else 0
 
 
-def _extra_tags(text: str) -> dict[str, str] | None:
+def _extra_tags(text: object) -> dict[str, str] | None:
     """A credential's fixed tags, or None if the row was damaged outside the CLI."""
     try:
-        tags = json.loads(text)
-    except ValueError:
+        tags = json.loads(text)  # type: ignore[arg-type]  # a damaged column may be no text
+    except (ValueError, TypeError):
         return None
     if not isinstance(tags, dict):
         return None

@@ -328,6 +328,7 @@ def test_the_issue_time_token_length_matches_a_real_token(broker: LiveBroker) ->
     ("column", "value", "status"),
     [
         ("max_ttl", "abc", 503),  # authenticates, then credential_damaged
+        ("extra_tags", 7, 503),  # not even text
         ("scope_pattern", "not a pattern", 503),
         ("secret_hash", "text", 401),  # no hash: nothing can match it
         ("expires_at", "soon", 401),  # no time: fails closed, as expired
@@ -335,7 +336,7 @@ def test_the_issue_time_token_length_matches_a_real_token(broker: LiveBroker) ->
     ],
 )
 def test_any_damaged_column_of_a_credential_is_a_clear_answer_never_a_500(
-    broker: LiveBroker, column: str, value: str, status: int
+    broker: LiveBroker, column: str, value: object, status: int
 ) -> None:
     data = broker.settings.data_dir
     added = cli(data, "credentials", "add", "--kind", "dev", "--name", "alice")
