@@ -70,10 +70,7 @@ def in_process(rounds: int) -> dict[str, Any]:
             store,
             kind="ci",
             name="bench",
-            scope_pattern=None,
             max_ttl=900,
-            extra_tags={},
-            expires_at=None,
             now=int(time.time()),
         )
 

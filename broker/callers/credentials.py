@@ -14,6 +14,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Literal
 
 from broker.callers.claims import MintRequest, issue_findings
@@ -201,13 +202,16 @@ def add(
     *,
     kind: CredentialKind,
     name: str,
-    scope_pattern: str | None,
     max_ttl: int,
-    extra_tags: Mapping[str, str],
-    expires_at: int | None,
     now: int,
+    scope_pattern: str | None = None,
+    extra_tags: Mapping[str, str] = MappingProxyType({}),
+    expires_at: int | None = None,
 ) -> tuple[CredentialInfo, str]:
-    """Create a credential; returns it with its secret, which is never available again."""
+    """Create a credential; returns it with its secret, which is never available again.
+
+    Without a pattern, tags or expiry it is the plain credential: allowance ``<kind>/<name>/**``.
+    """
     allowance = allowance_for(kind, name, scope_pattern)
     cred_id = secrets.token_hex(6)
     secret = _new_secret(kind, cred_id)

@@ -41,10 +41,6 @@ def keys() -> None:
     """
 
 
-def _store(settings: Settings) -> KeyStore:
-    return KeyStore.for_settings(settings)
-
-
 def _signed_until(settings: Settings, kid: str) -> int | None:
     """The largest exp the audit records show signed with ``kid``; None if none are known."""
     if not exists(settings.data_dir):
@@ -107,7 +103,7 @@ def keys_list(config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker keys list --json
     """
-    _print_keys(_store(load_settings(config_file)).records(), as_json)
+    _print_keys(KeyStore.for_settings(load_settings(config_file)).records(), as_json)
 
 
 @keys.command("rotate")
@@ -128,7 +124,7 @@ def keys_rotate(config_file: Path | None, as_json: bool) -> None:
       test-broker keys rotate
     """
     settings = load_settings(config_file)
-    keys = _store(settings)
+    keys = KeyStore.for_settings(settings)
     # A rotation racing this one between here and rotate() is refused there: its new next key
     # is too fresh to promote, so the kid read here is the one that retires.
     active = next((r.kid for r in keys.records() if r.state is KeyState.ACTIVE), None)
@@ -150,7 +146,9 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker keys remove 70ujgvmh9guqWZ8JEWe1NQ1AMOhRx4jQOHWoBVKrWeU
     """
-    _print_keys(_store(load_settings(config_file)).remove(kid, int(time.time())), as_json)
+    _print_keys(
+        KeyStore.for_settings(load_settings(config_file)).remove(kid, int(time.time())), as_json
+    )
 
 
 # Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.

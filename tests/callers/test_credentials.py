@@ -65,9 +65,7 @@ def test_unknown_wrong_revoked_and_expired_get_identical_401(broker: LiveBroker)
             store,
             kind="dev",
             name="carol",
-            scope_pattern=None,
             max_ttl=600,
-            extra_tags={},
             expires_at=int(time.time()) - 1,
             now=int(time.time()) - 60,
         )
@@ -211,10 +209,7 @@ def test_unknown_id_and_wrong_secret_do_the_same_work(tmp_path: Path) -> None:
             store,
             kind="ci",
             name="web",
-            scope_pattern=None,
             max_ttl=900,
-            extra_tags={},
-            expires_at=None,
             now=int(time.time()),
         )
         _, _, cred_id, random_part = secret.split("_", 3)

@@ -80,10 +80,8 @@ def test_minted_scopes_stay_inside_their_own_caller(
             store,
             kind=kind,
             name=name,
-            scope_pattern=None,
             max_ttl=600,
             extra_tags={cfg.scope_tag: "0x" + "ab" * 20} if sneaky[i] else {},
-            expires_at=None,
             now=NOW,
         )
         secrets.append((info, secret))

@@ -124,20 +124,16 @@ def test_extra_tags_never_replace_the_scope_or_caller_tag(broker: LiveBroker) ->
             store,
             kind="ci",
             name="sneaky",
-            scope_pattern=None,
             max_ttl=600,
             extra_tags={"agentkeys_user_wallet": "ci/web/pr-1/run-1", "caller": "fed"},
-            expires_at=None,
             now=int(time.time()),
         )
         _, case_variant = credentials.add(
             store,
             kind="ci",
             name="sneaky2",
-            scope_pattern=None,
             max_ttl=600,
             extra_tags={"Agentkeys_User_Wallet": "ci/web/pr-1/run-1"},
-            expires_at=None,
             now=int(time.time()),
         )
     tags = claims(mint(broker, secret, scope="ci/sneaky/x"))[TAGS]["principal_tags"]  # type: ignore[index]

@@ -107,10 +107,7 @@ def real_bearers(combo: Combination, data: Path) -> list[str]:
                 store,
                 kind="dev",
                 name="fuzz",
-                scope_pattern=None,
                 max_ttl=3600,
-                extra_tags={},
-                expires_at=None,
                 now=now,
             )
         bearers.append(secret)

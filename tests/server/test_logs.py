@@ -71,10 +71,7 @@ def test_redaction_covers_the_bearers_the_broker_really_issues(tmp_path: Path) -
             store,
             kind=kind,
             name="logs",
-            scope_pattern=None,
             max_ttl=300,
-            extra_tags={},
-            expires_at=None,
             now=1000,
         )[1]
         for kind in credentials.CREDENTIAL_KINDS
