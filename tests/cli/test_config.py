@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import ConfigError, load_settings
+from broker.config import load_settings
+from broker.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -1,31 +1,24 @@
-"""The broker's one configuration: a TOML file, every field overridable by a ``BROKER_*`` variable.
+"""The settings model: every field, its bounds and the cross-field rules.
 
-Everything else (policies, docs, examples) is derived from a ``Settings`` object, never copied.
 Cross-field rules run before a socket opens, and each message names the field and the fix.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    SettingsError,
     TomlConfigSettingsSource,
 )
 
-# Raised here for every unusable setting; it lives in the error tree (config_error, exit 2).
-from broker.errors import ConfigError
 from broker.sts.catalogue import MAX_LIFETIME, ROLES_CLAIM
 from broker.sts.issuer_rules import is_loopback_host, issuer_problem
 from broker.sts.oidc import JWKS_PATH
@@ -38,7 +31,6 @@ from broker.sts.tags import (
 )
 
 ENV_PREFIX = "BROKER_"
-CONFIG_ENV = "BROKER_CONFIG"
 MAX_ROTATION_GRACE = 7 * 86400  # a leaked old secret must not stay valid for long
 DEFAULT_ISSUER = "http://127.0.0.1:8080"
 # AWS caps a token's useful life at about an hour ("Token too old"); no caller kind may exceed it.
@@ -50,12 +42,9 @@ PUBLISHED_KEYS_HARD_CAP = 10
 MIN_RATE_PER_SECOND = 0.001
 MAX_RATE_PER_SECOND = 1_000_000.0
 MAX_BURST = 1_000_000
-# Fields a BROKER_* variable must spell as JSON (pydantic-settings decodes them): shape, example.
-_ENV_JSON_SHAPES = {
-    "trusted_proxies": ("a JSON list of IP addresses or networks", '["127.0.0.1", "10.0.0.0/8"]')
-}
-
-_config_file: ContextVar[Path | None] = ContextVar("_config_file", default=None)
+# The file load_settings is reading; a context variable because pydantic-settings asks the class,
+# not the call, for its sources.
+config_file_var: ContextVar[Path | None] = ContextVar("config_file_var", default=None)
 
 
 # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d, so this block is every IPv4 client.
@@ -236,7 +225,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # env beats the file, so one variable can override a shared config in CI.
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = _config_file.get()
+        path = config_file_var.get()
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
@@ -369,57 +358,3 @@ class Settings(BaseSettings):
         else:
             default_host, default_port = "127.0.0.1", 8080
         return (self.host or default_host, self.port or default_port)
-
-
-def load_settings(
-    config_file: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    **overrides: Any,
-) -> Settings:
-    """Build Settings from the file (or $BROKER_CONFIG), the environment and explicit overrides."""
-    env = os.environ if environ is None else environ
-    if config_file is None and env.get(CONFIG_ENV):
-        config_file = Path(env[CONFIG_ENV])
-    if config_file is not None and not config_file.is_file():
-        raise ConfigError(f"config file {str(config_file)!r} does not exist; check --config")
-    token = _config_file.set(config_file)
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, config_file)) from None
-    except SettingsError as exc:  # a BROKER_* value that does not decode (it is a ValueError too)
-        raise ConfigError(_describe_env(exc)) from None
-    except ValueError as exc:  # a broken TOML file
-        raise ConfigError(f"config file {str(config_file)!r} is not valid TOML: {exc}") from None
-    except OSError as exc:  # e.g. the file is not readable by this user
-        raise ConfigError(f"config file {str(config_file)!r} cannot be read: {exc}") from None
-    finally:
-        _config_file.reset(token)
-
-
-def _describe_env(exc: SettingsError) -> str:
-    """pydantic-settings says only 'error parsing value for field "x" from source "..."'."""
-    found = re.search(r'field "(\w+)"', str(exc))
-    if found is None:
-        return f"invalid configuration: {exc}"
-    field = found.group(1)
-    var = f"{ENV_PREFIX}{field.upper()}"
-    why = f" ({exc.__cause__})" if exc.__cause__ else ""
-    shape, example = _ENV_JSON_SHAPES.get(field, ("JSON", ""))
-    if example:
-        shape += f", e.g. {var}='{example}'"
-    return f"invalid configuration: {var} is not valid JSON{why}; expected {shape}"
-
-
-def _describe(exc: ValidationError, config_file: Path | None) -> str:
-    where = f" (config {config_file})" if config_file else ""
-    lines = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "config"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field; remove it or check its spelling against the README config table"
-        lines.append(
-            f"{field}: {msg} (env {ENV_PREFIX}{field.upper()})" if field != "config" else msg
-        )
-    return f"invalid configuration{where}: " + "; ".join(lines)
