@@ -1,0 +1,272 @@
+"""The shell helper (broker/client/test-broker.sh) in real bash, against a real broker.
+
+Each test runs ``eval "$(test-broker shell-init)"`` in a fresh bash, so the console script that
+prints the helper is exercised too; the broker is a live one on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt as pyjwt
+import pytest
+
+from broker.testing.live import LiveBroker, StartBroker, free_loopback_url
+from tests.callers.test_credentials import cli
+
+BIN = Path(sys.executable).parent
+HELPER = Path(__file__).parents[2] / "broker" / "client" / "test-broker.sh"
+# What a CI runner or a developer's shell may have set that the helper reads.
+_CI_VARIABLES = ("GITHUB_", "GITLAB_", "CI_", "TEST_BROKER_", "RUNNER_", "XDG_RUNTIME_DIR")
+
+
+def bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_CI_VARIABLES)}
+    base["PATH"] = f"{BIN}{os.pathsep}{base.get('PATH', '')}"
+    return subprocess.run(
+        ["bash", "-c", f'eval "$(test-broker shell-init)" || exit 99\n{script}'],
+        env=base | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def broker(live_broker: StartBroker) -> LiveBroker:
+    return live_broker(credential_minting=True)
+
+
+@pytest.fixture
+def env(broker: LiveBroker, tmp_path: Path) -> dict[str, str]:
+    return {"TEST_BROKER_URL": broker.url, "TEST_BROKER_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def claims(token: str) -> dict[str, object]:
+    return pyjwt.decode(token, options={"verify_signature": False})  # type: ignore[no-any-return]
+
+
+def test_helper_is_shellcheck_clean() -> None:
+    run = subprocess.run(
+        [str(BIN / "shellcheck"), "--severity=style", str(HELPER)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout
+
+
+def test_get_test_jwt_caches_the_token_in_a_private_file(env: dict[str, str]) -> None:
+    run = bash("get_test_jwt; get_test_jwt; test_broker_token_file", env)
+    assert run.returncode == 0, run.stderr
+    first, second, file = run.stdout.splitlines()
+    assert first == second  # the second call read the cache
+    assert claims(first)["agentkeys_user_wallet"] == claims(first)["sub"].removeprefix(  # type: ignore[union-attr]
+        "agentkeys:agent:"
+    )
+    path = Path(file)
+    assert path.read_text() == first  # the raw JWT: usable as AWS_WEB_IDENTITY_TOKEN_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_get_test_jwt_mints_again_when_the_cached_token_is_near_expiry(
+    env: dict[str, str],
+) -> None:
+    # A margin longer than the lifetime: every cached token is "near expiry".
+    near = bash(
+        "get_test_jwt; get_test_jwt",
+        env | {"TEST_BROKER_TTL": "60", "TEST_BROKER_REFRESH_MARGIN": "61"},
+    )
+    assert near.returncode == 0, near.stderr
+    first, second = near.stdout.splitlines()
+    assert claims(first)["jti"] != claims(second)["jti"]
+    assert claims(first)["exp"] - claims(first)["iat"] <= 90  # type: ignore[operator]
+    # One that fits the margin is kept.
+    far = bash(
+        "get_test_jwt; get_test_jwt",
+        env | {"TEST_BROKER_TTL": "60", "TEST_BROKER_REFRESH_MARGIN": "10"},
+    )
+    first, second = far.stdout.splitlines()
+    assert first == second
+
+
+def test_get_test_jwt_replaces_an_expired_or_damaged_cache_file(env: dict[str, str]) -> None:
+    expired = pyjwt.encode({"exp": 1_000_000_000}, "k" * 32)
+    for stale in (expired, "not a jwt"):
+        # One shell: outside CI each shell is a run of its own, with its own cache file.
+        run = bash(
+            f"f=$(test_broker_token_file); printf %s {stale!r} > $f; get_test_jwt; cat $f", env
+        )
+        assert run.returncode == 0, run.stderr
+        token, cached = run.stdout.splitlines()
+        assert token != stale
+        assert cached == token
+
+
+@pytest.fixture
+def echo_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """An HTTP server that records each request's headers (the 'gateway' with_auth calls)."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"pong")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_with_auth_adds_the_bearer_header_and_keeps_the_token_out_of_argv(
+    env: dict[str, str], echo_server: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    url, seen = echo_server
+    # A curl first on PATH that records its arguments, then runs the real one.
+    spy = tmp_path / "spy"
+    spy.mkdir()
+    (spy / "curl").write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$@" >> {tmp_path}/argv\nexec /usr/bin/curl "$@"\n'
+    )
+    (spy / "curl").chmod(0o755)
+    run = bash(f"PATH={spy}:$PATH; with_auth curl -sf {url}/ping; echo; get_test_jwt", env)
+    assert run.returncode == 0, run.stderr
+    answer, token = run.stdout.splitlines()
+    assert answer == "pong"
+    assert seen[-1]["Authorization"] == f"Bearer {token}"
+    assert token not in (tmp_path / "argv").read_text()
+
+
+def test_with_auth_refuses_a_command_that_is_not_curl(env: dict[str, str]) -> None:
+    run = bash("with_auth wget http://127.0.0.1:1/", env)
+    assert run.returncode == 2
+    assert run.stderr.startswith("test-broker: with_auth runs a curl command")
+
+
+def test_broker_refusal_is_one_line_with_its_code(env: dict[str, str]) -> None:
+    run = bash("get_test_jwt", env | {"TEST_BROKER_BEARER": "otb_ci_000000000000_" + "A" * 43})
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith(
+        "test-broker: the broker refused /v1/mint-oidc-jwt (401 unauthorized"
+    )
+
+
+def test_unreachable_broker_is_one_line(tmp_path: Path) -> None:
+    env = {"TEST_BROKER_URL": free_loopback_url(), "TEST_BROKER_CACHE_DIR": str(tmp_path)}
+    run = bash("get_test_jwt", env)
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(
+        f"test-broker: cannot reach the broker at {env['TEST_BROKER_URL']}"
+    )
+
+
+def test_missing_url_is_one_line(tmp_path: Path) -> None:
+    run = bash("get_test_jwt", {"TEST_BROKER_CACHE_DIR": str(tmp_path)})
+    assert run.returncode != 0
+    assert (
+        run.stderr
+        == "test-broker: TEST_BROKER_URL is not set: export it with the broker's base URL\n"
+    )
+
+
+def test_a_cache_directory_owned_by_someone_else_is_refused(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    run = bash("get_test_jwt", env | {"TEST_BROKER_CACHE_DIR": str(tmp_path / "link")})
+    assert run.returncode != 0
+    assert "is not a directory owned by you" in run.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+CI_RUNS = [
+    pytest.param(
+        {"GITHUB_RUN_ID": "34", "GITHUB_RUN_ATTEMPT": "2", "GITHUB_REF": "refs/pull/12/merge"},
+        "ci/web/pr-12/run-34-2",
+        id="github-pull-request",
+    ),
+    pytest.param(
+        {"GITLAB_CI": "true", "CI_PIPELINE_ID": "77", "CI_MERGE_REQUEST_IID": "5"},
+        "ci/web/pr-5/run-77",
+        id="gitlab-merge-request",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ci", "expected"), CI_RUNS)
+def test_run_scope_comes_from_the_ci_run_fitted_to_the_allowance(
+    broker: LiveBroker, env: dict[str, str], ci: dict[str, str], expected: str
+) -> None:
+    secret = str(
+        cli(
+            broker.settings.data_dir,
+            "credentials",
+            "add",
+            "--kind",
+            "ci",
+            "--name",
+            "web",
+            "--scope-pattern",
+            "ci/web/pr-*/run-*",
+        )["secret"]
+    )
+    run = bash("test_run_scope; get_test_jwt", env | ci | {"TEST_BROKER_BEARER": secret})
+    assert run.returncode == 0, run.stderr
+    scope, token = run.stdout.splitlines()
+    assert scope == expected
+    assert claims(token)["agentkeys_user_wallet"] == expected
+
+
+def test_local_run_scope_is_stable_within_a_shell_and_new_in_the_next(
+    broker: LiveBroker, env: dict[str, str]
+) -> None:
+    secret = str(
+        cli(broker.settings.data_dir, "credentials", "add", "--kind", "dev", "--name", "ana")[
+            "secret"
+        ]
+    )
+    env = env | {"TEST_BROKER_BEARER": secret}
+    run = bash("test_run_scope; test_run_scope; claims=$(get_test_jwt | cut -d. -f2); echo", env)
+    assert run.returncode == 0, run.stderr
+    first, second, _ = run.stdout.splitlines()
+    assert first == second
+    assert first.startswith("dev/ana/local-")
+    again = bash("test_run_scope", env)
+    assert again.stdout.strip() != first
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "/abs", "a/../b", "..", "a//b", "a b", "*"])
+def test_cleanup_refuses_a_prefix_that_is_no_run_scope(env: dict[str, str], prefix: str) -> None:
+    env = env | {"TEST_BROKER_BUCKET": "oidc-test-bucket", "TEST_BROKER_ROLE_ARN": "arn:x"}
+    if prefix == "":
+        env["TEST_BROKER_SCOPE"] = "/"
+    run = bash(f"cleanup_test_scope {json.dumps(prefix)}", env)
+    assert run.returncode != 0
+    assert run.stderr.startswith("test-broker: refusing to clean up the prefix"), run.stderr
