@@ -36,10 +36,13 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     ├── ConfigError             config_error            exit 2
     ├── InputFileError          input_file_error        exit 2
     │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
+    ├── BrokerRefused           broker_refused          exit 1
+    ├── BrokerUnavailable       broker_unavailable      exit 1
     └── LocalIoError            io_error                exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
-``{"error": code, "message": sentence}``; the message says what to do about it. A command prints
+``{"error": code, "message": sentence}`` (a refused scope adds the credential's ``allowance``); the
+message says what to do about it. A command prints
 ``error: <message>`` as one line on stderr, or that body with ``--json``, and exits ``exit_code``.
 """
 
@@ -56,12 +59,15 @@ class BrokerError(Exception):
     exit_code: ClassVar[int] = 1  # what a command exits with when it reports this error
     cli_only: ClassVar[bool] = False  # raised only by commands, never an HTTP answer
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **detail: str) -> None:
         super().__init__(message)
         self.message = message
+        # Machine-readable facts beside the sentence (``allowance`` on a credential's scope
+        # refusals), so a client acts on them without parsing the message.
+        self.detail = detail
 
     def body(self) -> dict[str, str]:
-        return {"error": self.code, "message": self.message}
+        return {"error": self.code, "message": self.message, **self.detail}
 
 
 class BadRequest(BrokerError):
@@ -282,6 +288,30 @@ class TrustPolicyInvalid(InputFileError):
     """The trust policy is JSON but no policy document; the message says what is wrong."""
 
     code = "trust_policy_invalid"
+
+
+class BrokerRefused(BrokerError):
+    """A client command's request was refused by the broker (a 4xx); the message carries its code."""
+
+    code = "broker_refused"
+    cli_only = True
+
+    def __init__(
+        self, status: int, broker_code: str, broker_message: str, allowance: str | None = None
+    ) -> None:
+        super().__init__(
+            f"the broker refused the request ({status} {broker_code}): {broker_message}"
+        )
+        self.broker_status = status
+        self.broker_code = broker_code
+        self.allowance = allowance  # what the broker said the credential may mint, if it did
+
+
+class BrokerUnavailable(BrokerError):
+    """A client command could not reach the broker, or it kept failing (5xx), after retries."""
+
+    code = "broker_unavailable"
+    cli_only = True
 
 
 class LocalIoError(BrokerError):

@@ -156,6 +156,7 @@ from broker.cli.aws import policy, verify
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
 from broker.cli.shell import shell_init
+from broker.cli.token import token_command
 
 main.add_command(credentials_group)
 main.add_command(audit)
@@ -163,3 +164,4 @@ main.add_command(doctor)
 main.add_command(policy)
 main.add_command(verify)
 main.add_command(shell_init)
+main.add_command(token_command)
