@@ -110,11 +110,12 @@ _test_broker_post() {
 
 # The bearer to mint with: the secret, or a new federation-proof session.
 _test_broker_mint_bearer() {
-  local bearer body
+  local bearer body answer
   bearer=$(_test_broker_bearer) || return 1
   if [[ -z $bearer ]]; then
     body=$(jq -cn --arg p "$TEST_BROKER_AUTH_TOKEN" '{auth_token: $p}') || return 1
-    bearer=$(_test_broker_post /session/create "" "$body" | jq -er .session) || return 1
+    answer=$(_test_broker_post /session/create "" "$body") || return 1
+    bearer=$(jq -er .session <<<"$answer") || return 1
   fi
   printf '%s' "$bearer"
 }
@@ -272,7 +273,7 @@ _test_broker_fresh() {
 # Print a JWT for this environment (see the top of this file), minting only when the cached one
 # is missing or due; the cache file is replaced atomically and is mode 0600.
 get_test_jwt() {
-  local file scope bearer body jwt tmp
+  local file scope bearer body answer jwt tmp
   file=$(test_broker_token_file) || return 1
   if _test_broker_fresh "$file"; then
     printf '%s\n' "$(<"$file")"
@@ -283,7 +284,8 @@ get_test_jwt() {
   body=$(jq -cn --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" \
     '{} + (if $scope == "" then {} else {scope: $scope} end)
         + (if $ttl == "" then {} else {ttl_seconds: ($ttl | tonumber)} end)') || return 1
-  jwt=$(_test_broker_post /v1/mint-oidc-jwt "$bearer" "$body" | jq -er .jwt) || return 1
+  answer=$(_test_broker_post /v1/mint-oidc-jwt "$bearer" "$body") || return 1
+  jwt=$(jq -er .jwt <<<"$answer") || return 1
   tmp=$(umask 077 && mktemp "$file.XXXXXX") || return 1
   if ! { printf '%s' "$jwt" >"$tmp" && mv -f "$tmp" "$file"; }; then
     rm -f "$tmp"

@@ -13,12 +13,14 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import jwt as pyjwt
 import pytest
 
+from broker.client import Client, config_from_env, runs
 from broker.testing.live import LiveBroker, StartBroker, free_loopback_url
 from tests.callers.test_credentials import cli
 
@@ -48,7 +50,11 @@ def broker(live_broker: StartBroker) -> LiveBroker:
 
 @pytest.fixture
 def env(broker: LiveBroker, tmp_path: Path) -> dict[str, str]:
-    return {"TEST_BROKER_URL": broker.url, "TEST_BROKER_CACHE_DIR": str(tmp_path / "cache")}
+    return {
+        "TEST_BROKER_URL": broker.url,
+        "TEST_BROKER_AUTH_TOKEN": "federation-proof",
+        "TEST_BROKER_CACHE_DIR": str(tmp_path / "cache"),
+    }
 
 
 def claims(token: str) -> dict[str, object]:
@@ -79,38 +85,39 @@ def test_get_test_jwt_caches_the_token_in_a_private_file(env: dict[str, str]) ->
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
-def test_get_test_jwt_mints_again_when_the_cached_token_is_near_expiry(
-    env: dict[str, str],
+def fake_jwt(*, iat: int, exp: int) -> str:
+    # The helper reads exp and iat only (the broker and STS check signatures, not the cache).
+    return pyjwt.encode({"iat": iat, "exp": exp}, "k" * 32)
+
+
+NOW = int(time.time())
+CACHED = [
+    pytest.param(fake_jwt(iat=NOW - 10, exp=NOW + 290), True, id="fresh"),
+    pytest.param(fake_jwt(iat=NOW - 30, exp=NOW + 30), True, id="short-lived-within-a-third"),
+    pytest.param(fake_jwt(iat=NOW - 250, exp=NOW + 50), False, id="within-60-s-of-exp"),
+    pytest.param(fake_jwt(iat=NOW - 50, exp=NOW + 10), False, id="short-lived-past-two-thirds"),
+    pytest.param(fake_jwt(iat=NOW - 400, exp=NOW - 100), False, id="expired"),
+    pytest.param("not a jwt", False, id="damaged"),
+]
+
+
+@pytest.mark.parametrize(("cached", "kept"), CACHED)
+def test_get_test_jwt_mints_again_when_the_cached_token_is_due(
+    env: dict[str, str], cached: str, kept: bool
 ) -> None:
-    # A margin longer than the lifetime: every cached token is "near expiry".
-    near = bash(
-        "get_test_jwt; get_test_jwt",
-        env | {"TEST_BROKER_TTL": "60", "TEST_BROKER_REFRESH_MARGIN": "61"},
-    )
-    assert near.returncode == 0, near.stderr
-    first, second = near.stdout.splitlines()
-    assert claims(first)["jti"] != claims(second)["jti"]
-    assert claims(first)["exp"] - claims(first)["iat"] <= 90  # type: ignore[operator]
-    # One that fits the margin is kept.
-    far = bash(
-        "get_test_jwt; get_test_jwt",
-        env | {"TEST_BROKER_TTL": "60", "TEST_BROKER_REFRESH_MARGIN": "10"},
-    )
-    first, second = far.stdout.splitlines()
-    assert first == second
+    # One shell: outside CI each shell is a run of its own, with its own cache file.
+    run = bash(f"f=$(test_broker_token_file); printf %s {cached!r} > $f; get_test_jwt; cat $f", env)
+    assert run.returncode == 0, run.stderr
+    token, in_file = run.stdout.splitlines()
+    assert (token == cached) is kept
+    assert in_file == token
 
 
-def test_get_test_jwt_replaces_an_expired_or_damaged_cache_file(env: dict[str, str]) -> None:
-    expired = pyjwt.encode({"exp": 1_000_000_000}, "k" * 32)
-    for stale in (expired, "not a jwt"):
-        # One shell: outside CI each shell is a run of its own, with its own cache file.
-        run = bash(
-            f"f=$(test_broker_token_file); printf %s {stale!r} > $f; get_test_jwt; cat $f", env
-        )
-        assert run.returncode == 0, run.stderr
-        token, cached = run.stdout.splitlines()
-        assert token != stale
-        assert cached == token
+def test_get_test_jwt_asks_for_the_lifetime_given(env: dict[str, str]) -> None:
+    run = bash("get_test_jwt", env | {"TEST_BROKER_TTL": "120"})
+    assert run.returncode == 0, run.stderr
+    token = claims(run.stdout.strip())
+    assert token["exp"] - token["iat"] <= 120 + 30  # type: ignore[operator]
 
 
 @pytest.fixture
@@ -175,7 +182,11 @@ def test_broker_refusal_is_one_line_with_its_code(env: dict[str, str]) -> None:
 
 
 def test_unreachable_broker_is_one_line(tmp_path: Path) -> None:
-    env = {"TEST_BROKER_URL": free_loopback_url(), "TEST_BROKER_CACHE_DIR": str(tmp_path)}
+    env = {
+        "TEST_BROKER_URL": free_loopback_url(),
+        "TEST_BROKER_AUTH_TOKEN": "federation-proof",
+        "TEST_BROKER_CACHE_DIR": str(tmp_path),
+    }
     run = bash("get_test_jwt", env)
     assert run.returncode != 0
     assert run.stdout == ""
@@ -186,12 +197,19 @@ def test_unreachable_broker_is_one_line(tmp_path: Path) -> None:
 
 
 def test_missing_url_is_one_line(tmp_path: Path) -> None:
-    run = bash("get_test_jwt", {"TEST_BROKER_CACHE_DIR": str(tmp_path)})
-    assert run.returncode != 0
-    assert (
-        run.stderr
-        == "test-broker: TEST_BROKER_URL is not set: export it with the broker's base URL\n"
+    run = bash(
+        "get_test_jwt",
+        {"TEST_BROKER_AUTH_TOKEN": "federation-proof", "TEST_BROKER_CACHE_DIR": str(tmp_path)},
     )
+    assert run.returncode != 0
+    assert run.stderr == "test-broker: no broker URL: set TEST_BROKER_URL\n"
+
+
+def test_missing_credential_is_one_line(env: dict[str, str]) -> None:
+    run = bash("get_test_jwt", {**env, "TEST_BROKER_AUTH_TOKEN": ""})
+    assert run.returncode != 0
+    assert run.stderr.startswith("test-broker: no credential: set TEST_BROKER_BEARER")
+    assert len(run.stderr.splitlines()) == 1
 
 
 def test_a_cache_directory_owned_by_someone_else_is_refused(
@@ -206,42 +224,54 @@ def test_a_cache_directory_owned_by_someone_else_is_refused(
     assert list(elsewhere.iterdir()) == []
 
 
+GITHUB_PR = {"GITHUB_RUN_ID": "34", "GITHUB_RUN_ATTEMPT": "2", "GITHUB_REF": "refs/pull/12/merge"}
+GITLAB_MR = {"GITLAB_CI": "true", "CI_PIPELINE_ID": "77", "CI_MERGE_REQUEST_IID": "5"}
 CI_RUNS = [
+    pytest.param(GITHUB_PR, "ci/web/pr-*/run-*", "ci/web/pr-12/run-34-2", id="github-pr"),
+    pytest.param(GITHUB_PR, "ci/web/run-*", "ci/web/run-34-2", id="github-pr-run-only-pattern"),
+    pytest.param(GITHUB_PR, "ci/web/*", "ci/web/run-34-2", id="github-pr-one-segment"),
     pytest.param(
-        {"GITHUB_RUN_ID": "34", "GITHUB_RUN_ATTEMPT": "2", "GITHUB_REF": "refs/pull/12/merge"},
-        "ci/web/pr-12/run-34-2",
-        id="github-pull-request",
+        {"GITHUB_RUN_ID": "34", "GITHUB_REF": "refs/heads/main"},
+        "ci/web/run-*",
+        "ci/web/run-34-1",
+        id="github-push",
     ),
-    pytest.param(
-        {"GITLAB_CI": "true", "CI_PIPELINE_ID": "77", "CI_MERGE_REQUEST_IID": "5"},
-        "ci/web/pr-5/run-77",
-        id="gitlab-merge-request",
-    ),
+    pytest.param(GITLAB_MR, "ci/web/pr-*/run-*", "ci/web/pr-5/run-77", id="gitlab-mr"),
 ]
 
 
-@pytest.mark.parametrize(("ci", "expected"), CI_RUNS)
-def test_run_scope_comes_from_the_ci_run_fitted_to_the_allowance(
-    broker: LiveBroker, env: dict[str, str], ci: dict[str, str], expected: str
+@pytest.mark.parametrize(("ci", "pattern", "expected"), CI_RUNS)
+def test_run_scope_is_the_ci_run_in_the_shape_the_allowance_takes(
+    broker: LiveBroker, env: dict[str, str], ci: dict[str, str], pattern: str, expected: str
 ) -> None:
-    secret = str(
-        cli(
-            broker.settings.data_dir,
-            "credentials",
-            "add",
-            "--kind",
-            "ci",
-            "--name",
-            "web",
-            "--scope-pattern",
-            "ci/web/pr-*/run-*",
-        )["secret"]
+    data = broker.settings.data_dir
+    added = cli(
+        data, "credentials", "add", "--kind", "ci", "--name", "web", "--scope-pattern", pattern
     )
-    run = bash("test_run_scope; get_test_jwt", env | ci | {"TEST_BROKER_BEARER": secret})
+    run = bash(
+        "test_run_scope; get_test_jwt", env | ci | {"TEST_BROKER_BEARER": str(added["secret"])}
+    )
     assert run.returncode == 0, run.stderr
     scope, token = run.stdout.splitlines()
     assert scope == expected
     assert claims(token)["agentkeys_user_wallet"] == expected
+    # The Python client names the same run the same way (cleanup steps may use either).
+    python = Client(config_from_env({"TEST_BROKER_URL": broker.url}, bearer=str(added["secret"])))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in ci.items():
+                mp.setenv(name, value)
+            assert python.run_scope() == expected
+    finally:
+        python.close()
+
+
+@pytest.mark.parametrize(
+    "scope", ["ci/web/pr-12/run-34-2", "0xab/local-x", "a:b", "x", "d/" + "a" * 80, "-/-"]
+)
+def test_session_names_match_the_python_client(scope: str, env: dict[str, str]) -> None:
+    run = bash(f"_test_broker_session_name {scope!r}", env)
+    assert run.stdout == runs.session_name(scope)
 
 
 def test_local_run_scope_is_stable_within_a_shell_and_new_in_the_next(
@@ -253,9 +283,9 @@ def test_local_run_scope_is_stable_within_a_shell_and_new_in_the_next(
         ]
     )
     env = env | {"TEST_BROKER_BEARER": secret}
-    run = bash("test_run_scope; test_run_scope; claims=$(get_test_jwt | cut -d. -f2); echo", env)
+    run = bash("test_run_scope; test_run_scope", env)
     assert run.returncode == 0, run.stderr
-    first, second, _ = run.stdout.splitlines()
+    first, second = run.stdout.splitlines()
     assert first == second
     assert first.startswith("dev/ana/local-")
     again = bash("test_run_scope", env)
