@@ -15,7 +15,7 @@
 #   TEST_BROKER_ROLE_ARN     role cleanup_test_scope assumes with the token
 #   TEST_BROKER_BUCKET       test bucket cleanup_test_scope deletes the run's prefix from
 # and, for this helper only, TEST_BROKER_TTL (token lifetime to ask for, in seconds) and
-# TEST_BROKER_CACHE_DIR (default: a 0700 directory per user under $XDG_RUNTIME_DIR, $RUNNER_TEMP,
+# TEST_BROKER_CACHE_DIR (default: a 0700 directory per user under $XDG_RUNTIME_DIR,
 # $TMPDIR or /tmp).
 #
 # Same rules as the Python client (broker/client): a token is minted again 60 s (at most a third
@@ -121,7 +121,7 @@ _test_broker_mint_bearer() {
 }
 
 _test_broker_cache_dir() {
-  local dir=${TEST_BROKER_CACHE_DIR:-${XDG_RUNTIME_DIR:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}}/test-broker-$(id -u)}
+  local dir=${TEST_BROKER_CACHE_DIR:-${XDG_RUNTIME_DIR:-${TMPDIR:-/tmp}}/test-broker-$(id -u)}
   if [[ ! -e $dir ]] && ! (umask 077 && mkdir -p "$dir"); then
     _test_broker_fail "cannot create the token cache directory $dir"
     return 1

@@ -1,0 +1,63 @@
+"""One SeaweedFS + https broker for the examples (about 1 s up, 2 s down), and a CI machine's env."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from broker.main import main
+from tests.seaweed_harness import REGION, SeaweedStack, seaweed_stack
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedStack]:
+    # Session-scoped, so it starts before the per-test BROKER_* cleanup: clear them here too.
+    with pytest.MonkeyPatch.context() as env:
+        for name in [n for n in os.environ if n.startswith("BROKER_")]:
+            env.delenv(name)
+        with seaweed_stack(credential_minting=True, rate_limits=False) as stack:
+            yield stack
+
+
+@pytest.fixture
+def add_credential(seaweed: SeaweedStack) -> Callable[..., str]:
+    """`test-broker credentials add … --json` beside the running broker; returns the secret."""
+
+    def add(kind: str, name: str, *args: str) -> str:
+        env = {"BROKER_DATA_DIR": str(seaweed.settings.data_dir), "BROKER_CREDENTIAL_MINTING": "1"}
+        argv = ["credentials", "add", "--kind", kind, "--name", name, *args, "--json"]
+        result = CliRunner().invoke(main, argv, env=env)
+        assert result.exit_code == 0, result.output
+        return str(json.loads(result.stdout)["secret"])
+
+    return add
+
+
+@pytest.fixture
+def machine_env(seaweed: SeaweedStack, tmp_path: Path) -> dict[str, str]:
+    """A CI runner's environment: our tools on PATH, a private HOME and TMPDIR, the test CA
+    trusted, the AWS SDKs pointed at SeaweedFS, and nothing of this shell's AWS or CI setup."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    home = tmp_path / "home"
+    (home / ".config").mkdir(parents=True)
+    (tmp_path / "tmp").mkdir()
+    env |= {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(home),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "SSL_CERT_FILE": str(seaweed.ca_file),  # the broker's https (httpx and Python's ssl)
+        "CURL_CA_BUNDLE": str(seaweed.ca_file),
+        "AWS_ENDPOINT_URL_STS": seaweed.endpoint,
+        "AWS_ENDPOINT_URL_S3": seaweed.endpoint,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+    }
+    return env
