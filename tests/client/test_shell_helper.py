@@ -90,21 +90,23 @@ def fake_jwt(*, iat: int, exp: int) -> str:
     return pyjwt.encode({"iat": iat, "exp": exp}, "k" * 32)
 
 
-NOW = int(time.time())
+# (iat, exp) relative to now, and whether the cached token is still used.
 CACHED = [
-    pytest.param(fake_jwt(iat=NOW - 10, exp=NOW + 290), True, id="fresh"),
-    pytest.param(fake_jwt(iat=NOW - 30, exp=NOW + 30), True, id="short-lived-within-a-third"),
-    pytest.param(fake_jwt(iat=NOW - 250, exp=NOW + 50), False, id="within-60-s-of-exp"),
-    pytest.param(fake_jwt(iat=NOW - 50, exp=NOW + 10), False, id="short-lived-past-two-thirds"),
-    pytest.param(fake_jwt(iat=NOW - 400, exp=NOW - 100), False, id="expired"),
-    pytest.param("not a jwt", False, id="damaged"),
+    pytest.param((-10, 290), True, id="fresh"),
+    pytest.param((-30, 60), True, id="short-lived-before-two-thirds"),  # 60 s rule would mint
+    pytest.param((-250, 50), False, id="within-60-s-of-exp"),
+    pytest.param((-75, 15), False, id="short-lived-past-two-thirds"),
+    pytest.param((-400, -100), False, id="expired"),
+    pytest.param(None, False, id="damaged"),
 ]
 
 
-@pytest.mark.parametrize(("cached", "kept"), CACHED)
+@pytest.mark.parametrize(("times", "kept"), CACHED)
 def test_get_test_jwt_mints_again_when_the_cached_token_is_due(
-    env: dict[str, str], cached: str, kept: bool
+    env: dict[str, str], times: tuple[int, int] | None, kept: bool
 ) -> None:
+    now = int(time.time())
+    cached = "not a jwt" if times is None else fake_jwt(iat=now + times[0], exp=now + times[1])
     # One shell: outside CI each shell is a run of its own, with its own cache file.
     run = bash(f"f=$(test_broker_token_file); printf %s {cached!r} > $f; get_test_jwt; cat $f", env)
     assert run.returncode == 0, run.stderr
