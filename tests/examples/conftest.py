@@ -11,17 +11,30 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from broker.config import load_settings
 from broker.main import main
-from tests.seaweed_harness import REGION, SeaweedStack, seaweed_stack
+from tests.seaweed_harness import REGION, RESOURCES, SeaweedStack, seaweed_stack
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+DEPLOY_CONFIG = DEPLOY / "config.example.toml"
 
 
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[SeaweedStack]:
+    """The harness's own role and bucket (README's examples) plus deploy/'s three data classes,
+    each a SeaweedFS role and bucket with the policies rendered from the example config."""
+    deploy = load_settings(DEPLOY_CONFIG, environ={})
+    resources = [RESOURCES[0], *(r.model_dump(exclude_none=True) for r in deploy.resources)]
     # Session-scoped, so it starts before the per-test BROKER_* cleanup: clear them here too.
     with pytest.MonkeyPatch.context() as env:
         for name in [n for n in os.environ if n.startswith("BROKER_")]:
             env.delenv(name)
-        with seaweed_stack(credential_minting=True, rate_limits=False) as stack:
+        with seaweed_stack(
+            credential_minting=True,
+            rate_limits=False,
+            resources=resources,
+            test_marker=deploy.test_marker,
+        ) as stack:
             yield stack
 
 
