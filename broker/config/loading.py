@@ -21,7 +21,11 @@ from broker.errors import ConfigError
 CONFIG_ENV = "BROKER_CONFIG"
 # Fields a BROKER_* variable must spell as JSON (pydantic-settings decodes them): shape, example.
 _ENV_JSON_SHAPES = {
-    "trusted_proxies": ("a JSON list of IP addresses or networks", '["127.0.0.1", "10.0.0.0/8"]')
+    "trusted_proxies": ("a JSON list of IP addresses or networks", '["127.0.0.1", "10.0.0.0/8"]'),
+    "trusted_issuers": (
+        "a JSON list of [[trusted_issuers]] tables",
+        '[{"preset": "github-actions", "audience": "...", "conditions": {"repository": "acme/*"}}]',
+    ),
 }
 
 
@@ -73,7 +77,6 @@ def _describe(exc: ValidationError, config_file: Path | None) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field; remove it or check its spelling against the README config table"
-        lines.append(
-            f"{field}: {msg} (env {ENV_PREFIX}{field.upper()})" if field != "config" else msg
-        )
+        var = f"{ENV_PREFIX}{str(err['loc'][0]).upper()}" if err["loc"] else ""
+        lines.append(f"{field}: {msg} (env {var})" if field != "config" else msg)
     return f"invalid configuration{where}: " + "; ".join(lines)
