@@ -20,7 +20,13 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from broker.callers.scopes import check_scope
-from broker.config.trusted_issuers import PR_FIELD, TrustedIssuer, glob_regex, template_fields
+from broker.config.trusted_issuers import (
+    PR_FIELD,
+    PresetInfo,
+    TrustedIssuer,
+    glob_regex,
+    template_fields,
+)
 from broker.errors import InvalidGrant, InvalidRequest, ScopeMalformed
 from broker.sts.jwt_text import parse_token
 
@@ -30,6 +36,7 @@ MAX_SUBJECT_TOKEN = 12288
 KEY_TYPES: dict[str, type[RSAKey | ECKey]] = {"RS256": RSAKey, "ES256": ECKey}
 LEEWAY_SECONDS = 60  # clock skew between the provider and this host
 _KID = re.compile(r"[\x21-\x7e]{1,256}")
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 Key = RSAKey | ECKey
 
@@ -175,6 +182,25 @@ def _template_sources(table: TrustedIssuer) -> set[str]:
     return fields
 
 
+def _unsafe(value: str, name: str, info: PresetInfo) -> str | None:
+    """Why a claim value cannot go into a scope, or None (see PresetInfo's fields)."""
+    try:
+        check_scope(value)
+    except ScopeMalformed:
+        return "is not safe in a scope"
+    if name in info.numeric_claims and not _DIGITS.fullmatch(value):
+        return "is not a number"
+    segments = value.split("/")
+    if name not in info.path_claims:
+        return "may not hold '/'" if len(segments) > 1 else None
+    count = info.path_claims[name]
+    if count is not None and len(segments) != count:
+        return f"is not {count} '/'-separated parts"
+    if count is None and "-" in segments:
+        return "holds a '-' segment"
+    return None
+
+
 def render_scope(token: SubjectToken, table: TrustedIssuer) -> tuple[str, dict[str, str]]:
     """The template with each field replaced by its claim; refused if one is missing or unsafe."""
     info = table.info
@@ -196,12 +222,9 @@ def render_scope(token: SubjectToken, table: TrustedIssuer) -> tuple[str, dict[s
         value = token.claim(name)
         if not value:
             raise InvalidGrant(f"scope_template needs claim {name}, which is missing or not text")
-        try:
-            check_scope(value)
-        except ScopeMalformed:
-            raise InvalidGrant(f"claim {name} = {value[:120]!r} is not safe in a scope") from None
-        if "/" in value and name not in info.path_claims:
-            raise InvalidGrant(f"claim {name} = {value[:120]!r} may not hold '/'")
+        problem = _unsafe(value, name, info)
+        if problem:
+            raise InvalidGrant(f"claim {name} = {value[:120]!r} {problem}; refused")
         used[name] = value
         values[name] = value
     scope = table.template.format_map(values)

@@ -41,7 +41,11 @@ class PresetInfo(BaseModel):
     claims: frozenset[str]  # every documented claim, so a template typo is caught at load
     required: frozenset[str]  # present in every job token; a token without one is refused
     owner_claims: tuple[str, ...]  # one of them must be pinned by a condition
-    path_claims: frozenset[str]  # values that may hold '/' (several scope segments)
+    project_claims: tuple[str, ...]  # the template's first field: a scope names its project first
+    # Values that hold '/': a fixed number of segments, or None for any number, which the
+    # template must then end with a '-' segment GitLab reserves ('/-/', as in its own URLs).
+    path_claims: dict[str, int | None]
+    numeric_claims: frozenset[str]  # digits only, so "run-{a}-{b}" reads one way
     pr_source: tuple[str, re.Pattern[str]]  # the claim {pr} is parsed from, and how
     max_age: int  # seconds a job token may be old (iat) when exchanged
 
@@ -86,7 +90,12 @@ PRESETS: dict[str, PresetInfo] = {
         required=_STANDARD
         | {"repository", "repository_id", "repository_owner", "ref", "run_id", "run_attempt"},
         owner_claims=("repository", "repository_owner", "repository_id", "repository_owner_id"),
-        path_claims=frozenset({"repository"}),
+        project_claims=("repository", "repository_id"),
+        path_claims={"repository": 2},  # owner/name
+        numeric_claims=frozenset(
+            {"run_id", "run_attempt", "run_number", "repository_id", "repository_owner_id"}
+            | {"actor_id", "enterprise_id"}
+        ),
         pr_source=("ref", re.compile(r"refs/pull/([0-9]{1,10})/(?:merge|head)")),
         # A job asks for a fresh token for each exchange; GitHub's live for minutes.
         max_age=900,
@@ -95,7 +104,7 @@ PRESETS: dict[str, PresetInfo] = {
     "gitlab": PresetInfo(
         issuer="https://gitlab.com",
         namespace="gl",
-        template="gl/{project_path}/pipeline-{pipeline_id}-job-{job_id}",
+        template="gl/{project_path}/-/pipeline-{pipeline_id}-job-{job_id}",
         claims=_STANDARD
         | {
             "ci_config_ref_uri",
@@ -132,7 +141,11 @@ PRESETS: dict[str, PresetInfo] = {
         },
         required=_STANDARD | {"project_path", "project_id", "pipeline_id", "job_id", "ref"},
         owner_claims=("project_path", "namespace_path", "project_id", "namespace_id"),
-        path_claims=frozenset({"project_path", "namespace_path"}),
+        project_claims=("project_path", "project_id"),
+        path_claims={"project_path": None, "namespace_path": None},  # subgroups nest
+        numeric_claims=frozenset(
+            {"pipeline_id", "job_id", "project_id", "namespace_id", "user_id", "runner_id"}
+        ),
         pr_source=(
             "ref_path",
             re.compile(r"refs/merge-requests/([0-9]{1,10})/(?:head|merge|train)"),
@@ -244,6 +257,19 @@ def _check_template(table: TrustedIssuer) -> None:
         )
     if not all(_SEGMENT_LITERAL.fullmatch(s) and s not in (".", "..") for s in segments):
         raise ValueError(f"scope_template {template!r}: its literal start is no valid scope")
+    first = template_fields(template)[0]
+    if first not in info.project_claims or not template.startswith(f"{prefix}/{{{first}}}/"):
+        raise ValueError(
+            f"scope_template {template!r} must name the project right after its namespace, "
+            f"as a whole segment: {prefix}/{{{info.project_claims[0]}}}/… (or "
+            f"{{{info.project_claims[1]}}}), so that no project's scope can hold another's"
+        )
+    for name, count in info.path_claims.items():
+        if count is None and f"{{{name}}}" in template and f"{{{name}}}/-/" not in template:
+            raise ValueError(
+                f"scope_template: {{{name}}} holds any number of segments (subgroups), so it "
+                f"must be followed by '/-/' (e.g. gl/{{{name}}}/-/pipeline-{{pipeline_id}})"
+            )
 
 
 def check_apart(tables: list[TrustedIssuer], own_issuer: str) -> None:

@@ -223,7 +223,7 @@ def stand_in_issuer(
             url=url, preset=preset, ca_file=ca_file, key=key, alg=alg, published=[key]
         )
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1").configure_cert(ctx)
+        ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

@@ -55,7 +55,7 @@ GL_TABLE = TrustedIssuer(
     preset="gitlab",
     audience=AUD,
     conditions={"project_path": "acme/*"},
-    scope_template="gl/{project_path}/mr-{pr}/pipeline-{pipeline_id}",
+    scope_template="gl/{project_path}/-/mr-{pr}/pipeline-{pipeline_id}",
 )
 TABLES = [GH_TABLE, GL_TABLE]
 
@@ -82,7 +82,7 @@ def test_a_github_pull_request_job_gets_its_run_scope(github: StandInIssuer) -> 
 
 def test_a_gitlab_merge_request_job_gets_its_pipeline_scope(gitlab: StandInIssuer) -> None:
     grant = exchanged(gitlab, gitlab.token(AUD))
-    assert grant.scope == "gl/acme/app/mr-7/pipeline-574"
+    assert grant.scope == "gl/acme/app/-/mr-7/pipeline-574"
 
 
 def test_an_es256_provider_key_is_accepted() -> None:
@@ -112,7 +112,8 @@ REFUSALS = {
     "missing required claim": ({"jti": DROP}, "lacks the claims jti"),
     "no pull request in ref": ({"ref": "refs/heads/main"}, "names no pull/merge request"),
     "unsafe claim": ({"run_id": "../../x"}, "not safe"),
-    "slash in a single-segment claim": ({"run_attempt": "1/x"}, "may not hold '/'"),
+    "run id not a number": ({"run_attempt": "1-2"}, "is not a number"),
+    "repository not owner/name": ({"repository": "acme/app/run-1-1"}, "is not 2"),
     "claim not text": ({"run_id": 34}, "missing or not text"),
 }
 
@@ -132,6 +133,12 @@ def test_a_fork_merge_request_pipeline_is_refused(gitlab: StandInIssuer) -> None
     )
     with pytest.raises(InvalidGrant, match="project_path = 'mallory/app' does not match"):
         exchanged(gitlab, token)
+
+
+def test_a_gitlab_path_with_a_dash_segment_is_refused(gitlab: StandInIssuer) -> None:
+    # '-' ends a variable-depth path in the scope (gl/<path>/-/...); GitLab reserves it.
+    with pytest.raises(InvalidGrant, match="holds a '-' segment"):
+        exchanged(gitlab, gitlab.token(AUD, project_path="acme/-/x"))
 
 
 def test_alg_none_is_refused(github: StandInIssuer) -> None:
