@@ -4,7 +4,7 @@ The steps, each refusing with ``invalid_grant`` and a sentence naming what to fi
 ``read`` parses the token (nothing trusted yet), ``trusted_table`` picks the ``[[trusted_issuers]]``
 table by exact ``iss`` and ``aud`` (the broker's own tokens and unknown issuers stop here),
 ``signing_alg`` vets the header, the server fetches the issuer's key for its ``kid``, and
-``verify`` checks the signature, then the times, the required claims and the conditions, and
+``grant_for`` checks the signature, then the times, the required claims and the conditions, and
 renders the scope from the claims alone. The caller never names its scope; it may only narrow it.
 """
 
@@ -43,7 +43,7 @@ Key = RSAKey | ECKey
 
 @dataclass(frozen=True, kw_only=True)
 class SubjectToken:
-    """A job token as sent: header and claims are unverified until ``verify`` returns."""
+    """A job token as sent: header and claims are unverified until ``grant_for`` returns."""
 
     text: str
     header: dict[str, Any]
@@ -127,7 +127,7 @@ def signing_alg(token: SubjectToken) -> tuple[str, str]:
     return alg, kid
 
 
-def verify(token: SubjectToken, table: TrustedIssuer, key: Key, alg: str, now: int) -> Grant:
+def grant_for(token: SubjectToken, table: TrustedIssuer, key: Key, alg: str, now: int) -> Grant:
     """Signature, times, required claims, conditions, then the scope from the template."""
     wanted = KEY_TYPES.get(alg)
     if wanted is None or not isinstance(key, wanted):

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from broker.net.bounded_fetch import Unusable, download, host_of
+from broker.net.bounded_fetch import MAX_DOCUMENT_BYTES, Unusable, download, host_of
 from broker.net.fetch_guard import AddressRefused, Guard
 from broker.sts.catalogue import RETRIEVE_KEY, Finding, reject, show, warn
 from broker.sts.issuer_rules import check_discovery, check_issuer_url, is_loopback_host, split_url
@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 
 FETCH_BUDGET = 5.0  # seconds STS allows for each fetch
 SLOW_SHARE = 0.2  # warn when a fetch takes more than this share of the budget
-# AWS documents no size limit; 100 RSA plus 100 EC keys (its caps), even with x5c chains, stay
-# well under this, so a larger document is broken or hostile.
-MAX_DOCUMENT_BYTES = 1 << 20
 _HEADERS = {"accept": "application/json", "user-agent": "test-broker-doctor"}
 
 

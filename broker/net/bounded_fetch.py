@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     import httpx
 
 
+# AWS documents no size limit; 100 RSA plus 100 EC keys (its caps), even with x5c chains, stay
+# well under this, so a larger discovery document or JWKS is broken or hostile.
+MAX_DOCUMENT_BYTES = 1 << 20
+
+
 class Unusable(Exception):
     """The answer cannot be used (too large, an unoffered encoding); the message says why."""
 

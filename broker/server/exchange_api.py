@@ -113,7 +113,7 @@ class ExchangeApi:
             attempt.issuer = table.issuer_url
             alg, kid = exchange.signing_alg(attempt.token)
             key = await self.keys.key(table, kid)
-            grant = exchange.verify(attempt.token, table, key, alg, now)
+            grant = exchange.grant_for(attempt.token, table, key, alg, now)
         except (InvalidGrant, InvalidRequest):
             self._failed_authentication(attempt.client)
             raise

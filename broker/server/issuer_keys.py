@@ -22,14 +22,13 @@ from joserfc.jwk import ECKey, RSAKey
 from broker.callers.exchange import Key
 from broker.config.trusted_issuers import TrustedIssuer
 from broker.errors import InvalidGrant, IssuerUnavailable
-from broker.net.bounded_fetch import FetchFailed, get_json, verify_context
+from broker.net.bounded_fetch import MAX_DOCUMENT_BYTES, FetchFailed, get_json, verify_context
 from broker.net.fetch_guard import Guard
 from broker.sts.oidc import DISCOVERY_PATH
 
 log = logging.getLogger("broker.exchange")
 FETCH_SECONDS = 5.0
-MAX_DOCUMENT_BYTES = 1 << 20
-MAX_KEYS = 100
+MAX_JWKS_KEYS = 100
 MIN_RSA_BITS = 2048
 _HEADERS = {"accept": "application/json", "user-agent": "test-broker-exchange"}
 
@@ -60,7 +59,7 @@ def fetch_keys(table: TrustedIssuer) -> dict[str, Key]:
     if not isinstance(members, list):
         raise FetchFailed(f"{jwks_uri} has no 'keys' list")
     keys: dict[str, Key] = {}
-    for member in members[:MAX_KEYS]:
+    for member in members[:MAX_JWKS_KEYS]:
         found = _public_key(member)
         if found is not None:
             keys[found[0]] = found[1]

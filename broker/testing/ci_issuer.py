@@ -28,12 +28,11 @@ from typing import TYPE_CHECKING, Any
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from broker.sts.oidc import DISCOVERY_PATH
+from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 
 if TYPE_CHECKING:
     import trustme
 
-JWKS_PATH = "/.well-known/jwks"
 DROP = None  # a claim override of None removes the claim
 
 

@@ -112,6 +112,6 @@ def test_the_other_repositorys_own_job_reaches_its_prefix(
     job = github.token(AUD, repository="acme/other", ref="refs/pull/3/merge", run_id="9")
     body = exchanged(stack, job)
     assert body["scope"] == OTHER_REPOSITORY_RUN
-    code, report = verify(stack, write_token(tmp_path, body["access_token"]), monkeypatch)
+    _, report = verify(stack, write_token(tmp_path, body["access_token"]), monkeypatch)
     steps = {s["name"]: s["outcome"] for s in report["steps"]}
     assert steps["get own"] == "allowed"
