@@ -259,3 +259,20 @@ def test_refused_exchanges_spend_the_addresss_failure_budget(
     assert [exchange(broker, bad).status_code for _ in range(3)] == [400, 400, 429]
     limited = exchange(broker, github.token(AUD))  # the address is out of failures, not of mints
     assert limited.status_code == 200
+
+
+def test_the_audit_command_shows_the_subject_as_an_object(
+    broker: LiveBroker, github: StandInIssuer
+) -> None:
+    from click.testing import CliRunner
+
+    from broker.main import main
+
+    exchange(broker, github.token(AUD, jti="job-cli"))
+    data = broker.settings.data_dir
+    wait_until(lambda: len(audit_rows(data)) == 1)
+    result = CliRunner().invoke(main, ["audit", "--json"], env={"BROKER_DATA_DIR": str(data)})
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)["records"]
+    assert record["caller_kind"] == "exchange"
+    assert record["subject"]["jti"] == "job-cli"
