@@ -43,7 +43,7 @@ from broker.errors import ConfigError, LocalIoError
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),  # no click checks: an unusable FILE is one io_error line
     default=None,
     help="Write the JWT to FILE (atomically, mode 0600) instead of stdout.",
 )
