@@ -4,6 +4,7 @@ Class, code, then the HTTP status the API answers with; ``exit N`` marks an erro
 command reports, with its exit code (a command reporting an HTTP error exits ``exit_code``, 1).
 The tree is generated from the classes (``python -m broker.docs``; tests/server/test_errors.py):
 
+<<<<<<< HEAD
     BrokerError                   internal_error          500
     ├── BadRequest                bad_request             400
     │   ├── InvalidJson           invalid_json            400
@@ -41,9 +42,47 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     ├── InputFileError            input_file_error        exit 2
     │   └── TrustPolicyInvalid    trust_policy_invalid    exit 2
     └── LocalIoError              io_error                exit 1
+=======
+    BrokerError                 internal_error          500
+    ├── BadRequest              bad_request             400
+    │   ├── InvalidJson         invalid_json            400
+    │   ├── InvalidRequest      invalid_request         400
+    │   │   └── ScopeMalformed  scope_malformed         400
+    │   ├── StsRuleViolation    sts_rule_violation      400
+    │   ├── TtlTooLong          ttl_too_long            400
+    │   └── ClientDisconnected  client_disconnected     400
+    ├── Unauthorized            unauthorized            401
+    ├── ScopeNotAllowed         scope_not_allowed       403
+    ├── NotFound                not_found               404
+    ├── MethodNotAllowed        method_not_allowed      405
+    ├── BodyTooLarge            body_too_large          413
+    ├── RequestTimeout          request_timeout         408
+    ├── HeaderTooLarge          header_too_large        431
+    ├── TooManyConnections      too_many_connections    503
+    ├── UnsupportedMediaType    unsupported_media_type  415
+    ├── NotReady                not_ready               503
+    ├── KeyStoreError           key_store_error         exit 1
+    │   ├── KeyNotFound         key_not_found           exit 1
+    │   └── TooManyKeys         too_many_keys           exit 1
+    ├── CredentialNotFound      credential_not_found    exit 1
+    ├── CredentialExists        credential_exists       exit 1
+    ├── AuditUnavailable        audit_unavailable       503
+    ├── StoreUnavailable        store_unavailable       503
+    │   └── CredentialDamaged   credential_damaged      503
+    ├── RateLimited             rate_limited            429
+    ├── IssuerNotConformant     issuer_not_conformant   exit 1
+    ├── VerifyFailed            verify_failed           exit 1
+    ├── ConfigError             config_error            exit 2
+    ├── InputFileError          input_file_error        exit 2
+    │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
+    ├── BrokerRefused           broker_refused          exit 1
+    ├── BrokerUnavailable       broker_unavailable      exit 1
+    └── LocalIoError            io_error                exit 1
+>>>>>>> i11-client
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
-``{"error": code, "message": sentence}``; the message says what to do about it. A command prints
+``{"error": code, "message": sentence}`` (a refused scope adds the credential's ``allowance``); the
+message says what to do about it. A command prints
 ``error: <message>`` as one line on stderr, or that body with ``--json``, and exits ``exit_code``.
 """
 
@@ -55,17 +94,55 @@ from typing import ClassVar
 class BrokerError(Exception):
     """An unexpected failure; the broker never answers bad input with it."""
 
-    code: ClassVar[str] = "internal_error"
-    status: ClassVar[int] = 500  # the HTTP status the API answers with (unused when cli_only)
-    exit_code: ClassVar[int] = 1  # what a command exits with when it reports this error
-    cli_only: ClassVar[bool] = False  # raised only by commands, never an HTTP answer
+    BrokerError                   internal_error          500
+    ├── BadRequest                bad_request             400
+    │   ├── InvalidJson           invalid_json            400
+    │   ├── InvalidRequest        invalid_request         400
+    │   │   └── ScopeMalformed    scope_malformed         400
+    │   ├── StsRuleViolation      sts_rule_violation      400
+    │   ├── TtlTooLong            ttl_too_long            400
+    │   ├── ClientDisconnected    client_disconnected     400
+    │   ├── InvalidGrant          invalid_grant           400
+    │   ├── UnsupportedGrantType  unsupported_grant_type  400
+    │   └── InvalidScope          invalid_scope           400
+    ├── Unauthorized              unauthorized            401
+    ├── ScopeNotAllowed           scope_not_allowed       403
+    ├── NotFound                  not_found               404
+    ├── MethodNotAllowed          method_not_allowed      405
+    ├── BodyTooLarge              body_too_large          413
+    ├── RequestTimeout            request_timeout         408
+    ├── HeaderTooLarge            header_too_large        431
+    ├── TooManyConnections        too_many_connections    503
+    ├── UnsupportedMediaType      unsupported_media_type  415
+    ├── NotReady                  not_ready               503
+    ├── KeyStoreError             key_store_error         exit 1
+    │   ├── KeyNotFound           key_not_found           exit 1
+    │   └── TooManyKeys           too_many_keys           exit 1
+    ├── CredentialNotFound        credential_not_found    exit 1
+    ├── CredentialExists          credential_exists       exit 1
+    ├── AuditUnavailable          audit_unavailable       503
+    ├── StoreUnavailable          store_unavailable       503
+    │   └── CredentialDamaged     credential_damaged      503
+    ├── IssuerUnavailable         issuer_unavailable      503
+    ├── RateLimited               rate_limited            429
+    ├── IssuerNotConformant       issuer_not_conformant   exit 1
+    ├── VerifyFailed              verify_failed           exit 1
+    ├── ConfigError               config_error            exit 2
+    ├── InputFileError            input_file_error        exit 2
+    │   └── TrustPolicyInvalid    trust_policy_invalid    exit 2
+    ├── BrokerRefused             broker_refused          exit 1
+    ├── BrokerUnavailable         broker_unavailable      exit 1
+    └── LocalIoError              io_error                exit 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **detail: str) -> None:
         super().__init__(message)
         self.message = message
+        # Machine-readable facts beside the sentence (``allowance`` on a credential's scope
+        # refusals), so a client acts on them without parsing the message.
+        self.detail = detail
 
     def body(self) -> dict[str, str]:
-        return {"error": self.code, "message": self.message}
+        return {"error": self.code, "message": self.message, **self.detail}
 
 
 class BadRequest(BrokerError):
@@ -311,6 +388,30 @@ class TrustPolicyInvalid(InputFileError):
     """The trust policy is JSON but no policy document; the message says what is wrong."""
 
     code = "trust_policy_invalid"
+
+
+class BrokerRefused(BrokerError):
+    """A client command's request was refused by the broker (a 4xx); the message carries its code."""
+
+    code = "broker_refused"
+    cli_only = True
+
+    def __init__(
+        self, status: int, broker_code: str, broker_message: str, allowance: str | None = None
+    ) -> None:
+        super().__init__(
+            f"the broker refused the request ({status} {broker_code}): {broker_message}"
+        )
+        self.broker_status = status
+        self.broker_code = broker_code
+        self.allowance = allowance  # what the broker said the credential may mint, if it did
+
+
+class BrokerUnavailable(BrokerError):
+    """A client command could not reach the broker, or it kept failing (5xx), after retries."""
+
+    code = "broker_unavailable"
+    cli_only = True
 
 
 class LocalIoError(BrokerError):

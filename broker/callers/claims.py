@@ -14,7 +14,7 @@ from typing import Any, Literal
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from broker.config import TTL_HARD_CAP, Settings
+from broker.config import MIN_TOKEN_TTL, TTL_HARD_CAP, Settings
 from broker.sts import catalogue as sts_catalogue
 from broker.sts import token_rules as sts_rules
 from broker.sts.catalogue import ROLES_CLAIM, Finding
@@ -80,7 +80,7 @@ def issue_findings(settings: Settings, req: MintRequest, now: int) -> list[Findi
     caller's home, which every scope it may have contains). Signed with a throwaway ES256 key; the
     length is corrected to the configured algorithm's signature.
     """
-    claims = token_claims(settings, req, 60, now, "j" * _JTI_LENGTH)
+    claims = token_claims(settings, req, MIN_TOKEN_TTL, now, "j" * _JTI_LENGTH)
     header = {"alg": settings.key_algorithm, "kid": "k" * 43, "typ": "JWT"}
     throwaway = ECKey.generate_key("P-256", private=True)
     token = jwt.encode(header | {"alg": "ES256"}, claims, throwaway, algorithms=["ES256"])

@@ -19,7 +19,7 @@ from typing import Literal
 
 from broker.callers.claims import MintRequest, issue_findings
 from broker.callers.scopes import Allowance, allowance_for
-from broker.config import Settings
+from broker.config import MIN_TOKEN_TTL, Settings
 from broker.errors import (
     CredentialDamaged,
     CredentialExists,
@@ -186,7 +186,11 @@ def check_mintable(
 ) -> None:
     """Refuse now a credential that every mint would refuse (too many or too long tags)."""
     smallest = MintRequest(
-        kind=kind, caller_id="", scope=f"{kind}/{name}", max_ttl=60, extra_tags=extra_tags
+        kind=kind,
+        caller_id="",
+        scope=f"{kind}/{name}",
+        max_ttl=MIN_TOKEN_TTL,
+        extra_tags=extra_tags,
     )
     findings = issue_findings(settings, smallest, now)
     if findings:

@@ -64,14 +64,16 @@ class Gate:
         if scope is None:
             if credential.kind == "ci":
                 raise ScopeMalformed(
-                    f"a CI bearer must ask for a scope matching {credential.allowance.pattern}"
+                    f"a CI bearer must ask for a scope matching {credential.allowance.pattern}",
+                    allowance=credential.allowance.pattern,
                 )
             scope = credential.home
         check_scope(scope)
         if not credential.allowance.allows(scope):
             raise ScopeNotAllowed(
                 f"scope {scope!r} is outside this credential's allowance "
-                f"{credential.allowance.pattern!r}; ask for a scope inside it"
+                f"{credential.allowance.pattern!r}; ask for a scope inside it",
+                allowance=credential.allowance.pattern,
             )
         return MintRequest(
             kind=credential.kind,

@@ -15,7 +15,7 @@ import click
 
 from broker.callers import credentials
 from broker.cli.common import config_option, json_option, reports_errors, table, when
-from broker.config import MAX_ROTATION_GRACE, Settings, load_settings
+from broker.config import MAX_ROTATION_GRACE, MIN_TOKEN_TTL, Settings, load_settings
 from broker.errors import ConfigError, InvalidRequest
 from broker.store import AuditRecord, Store, exists, open_store
 from broker.sts.tags import MAX_TAG_VALUE, TAG_PUNCTUATION, plain_tag_key_ok, tag_value_ok
@@ -126,8 +126,10 @@ def add_command(
     settings = load_settings(config_file)
     cap = settings.max_token_ttl_seconds
     now = int(time.time())
-    if max_ttl is not None and not 60 <= max_ttl <= cap:
-        raise InvalidRequest(f"--max-ttl must be between 60 and {cap} (max_token_ttl_seconds)")
+    if max_ttl is not None and not MIN_TOKEN_TTL <= max_ttl <= cap:
+        raise InvalidRequest(
+            f"--max-ttl must be between {MIN_TOKEN_TTL} and {cap} (max_token_ttl_seconds)"
+        )
     extra_tags = _tags(tag_pairs, settings)
     credentials.check_mintable(settings, kind=kind, name=name, extra_tags=extra_tags, now=now)
     # Only now, so that refused input leaves no database behind.

@@ -4,12 +4,19 @@ Everything else (policies, docs, examples) is derived from a ``Settings`` object
 """
 
 from broker.config.loading import CONFIG_ENV, load_settings
-from broker.config.settings import ENV_PREFIX, MAX_ROTATION_GRACE, TTL_HARD_CAP, Settings
+from broker.config.settings import (
+    ENV_PREFIX,
+    MAX_ROTATION_GRACE,
+    MIN_TOKEN_TTL,
+    TTL_HARD_CAP,
+    Settings,
+)
 
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
     "MAX_ROTATION_GRACE",
+    "MIN_TOKEN_TTL",
     "TTL_HARD_CAP",
     "Settings",
     "load_settings",

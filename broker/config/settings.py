@@ -36,6 +36,10 @@ MAX_ROTATION_GRACE = 7 * 86400  # a leaked old secret must not stay valid for lo
 DEFAULT_ISSUER = "http://127.0.0.1:8080"
 # AWS caps a token's useful life at about an hour ("Token too old"); no caller kind may exceed it.
 TTL_HARD_CAP = MAX_LIFETIME
+# STS sets no lower bound, and the backdated iat/nbf (callers/claims.py) cover a lagging verifier;
+# a token shorter than a client's round trip plus its refresh margin would be useless. Short
+# tokens make "a job outlives its token" testable in seconds (tests/integration/test_token_e2e.py).
+MIN_TOKEN_TTL = 10
 # AWS accepts 100 keys per type; a broker needs a handful (next, active, a few retiring).
 PUBLISHED_KEYS_HARD_CAP = 10
 # Rate bounds: a slower refill than one token per 1000 s is no limit anyone means, and it keeps
@@ -102,9 +106,12 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="How often a running broker picks up `keys` CLI changes (0.01 to 60).",
     )
-    token_ttl_seconds: int = Field(300, ge=60, description="Default token lifetime.")
+    token_ttl_seconds: int = Field(300, ge=MIN_TOKEN_TTL, description="Default token lifetime.")
     max_token_ttl_seconds: int = Field(
-        TTL_HARD_CAP, ge=60, le=TTL_HARD_CAP, description="Largest lifetime any caller may ask."
+        TTL_HARD_CAP,
+        ge=MIN_TOKEN_TTL,
+        le=TTL_HARD_CAP,
+        description="Largest lifetime any caller may ask.",
     )
     federation_proof: bool | None = Field(
         None,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from starlette.requests import ClientDisconnect, Request
 
 from broker.callers.scopes import MAX_SCOPE, SCOPE_PATTERN
-from broker.config import TTL_HARD_CAP
+from broker.config import MIN_TOKEN_TTL, TTL_HARD_CAP
 from broker.errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -50,7 +50,7 @@ def _json_integer(value: object) -> object:
 
 
 TtlSeconds = Annotated[
-    int, Field(strict=False, ge=60, le=TTL_HARD_CAP), BeforeValidator(_json_integer)
+    int, Field(strict=False, ge=MIN_TOKEN_TTL, le=TTL_HARD_CAP), BeforeValidator(_json_integer)
 ]
 
 

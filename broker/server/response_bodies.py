@@ -15,6 +15,11 @@ class _Closed(BaseModel):
 class ErrorBody(_Closed):
     error: str = Field(description="Stable machine code (see the README error table).")
     message: str = Field(description="What went wrong and what to do about it.")
+    allowance: str | None = Field(
+        None,
+        description="On a CI or personal credential's scope refusal: the scope pattern it may "
+        "mint, so a client can fit its run scope (e.g. ci/<name>/pr-*/run-*).",
+    )
 
 
 class SessionCreated(_Closed):

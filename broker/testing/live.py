@@ -65,9 +65,10 @@ def serving(
     sock = free_socket()
     port = sock.getsockname()[1]
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    settings = make(url)
-    app = create_app(settings)
     with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)  # also when the settings or the app cannot be made
+        settings = make(url)
+        app = create_app(settings)
         ssl_files: dict[str, Any] = {}
         verify: Any = True
         if tls is not None:
@@ -88,7 +89,6 @@ def serving(
         finally:
             server.should_exit = True
             thread.join(10)
-            sock.close()
 
 
 def ssl_context(ca: trustme.CA) -> ssl.SSLContext:

@@ -81,9 +81,32 @@ def test_malformed_scope_is_400(broker: LiveBroker, ci_secret: str, scope: str) 
     assert resp.json()["error"] in ("scope_malformed", "invalid_request")
 
 
-def test_ci_must_name_a_scope(broker: LiveBroker, ci_secret: str) -> None:
+def test_ci_must_name_a_scope_and_is_told_its_allowance(broker: LiveBroker, ci_secret: str) -> None:
+    # broker.client learns the caller's ci/<name> from this body, without parsing the message.
     resp = mint(broker, ci_secret)
-    assert (resp.status_code, resp.json()["error"]) == (400, "scope_malformed")
+    assert resp.status_code == 400
+    assert resp.json() | {"message": "-"} == {
+        "error": "scope_malformed",
+        "message": "-",
+        "allowance": "ci/web/pr-*/run-*",
+    }
+
+
+def test_a_refused_scope_names_the_allowance_but_a_federation_refusal_does_not(
+    broker: LiveBroker, ci_secret: str
+) -> None:
+    refused = mint(broker, ci_secret, scope="ci/web/other").json()
+    assert (refused["error"], refused["allowance"]) == ("scope_not_allowed", "ci/web/pr-*/run-*")
+    session = broker.client.post("/session/create", json={"auth_token": "x"}).json()["session"]
+    foreign = mint(broker, session, scope="0xdeadbeef").json()
+    assert sorted(foreign) == ["error", "message"]
+
+
+def test_a_ten_second_token_is_the_shortest(broker: LiveBroker, ci_secret: str) -> None:
+    scope = "ci/web/pr-1/run-1"
+    assert mint(broker, ci_secret, scope=scope, ttl_seconds=9).status_code == 400
+    short = claims(mint(broker, ci_secret, scope=scope, ttl_seconds=10))
+    assert short["exp"] - short["iat"] == 10 + LAG  # type: ignore[operator]
 
 
 def test_ttl_above_the_credential_cap_is_refused(broker: LiveBroker, ci_secret: str) -> None:

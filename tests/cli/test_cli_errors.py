@@ -7,7 +7,7 @@ One case per command-only class of the error tree; a new such class without a ca
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from broker import errors
 from broker.main import main
 from broker.server import logs
 from broker.store import keys
+from broker.testing.live import free_loopback_url, spawn_broker
 from tests.doctor.negative_tokens import Signer
 
 DEAD = "http://127.0.0.1:9"  # nothing listens here
@@ -122,6 +123,16 @@ CASES = [
         argv=[*TOKEN, "--trust-policy", "{tmp}/trust.json"],
     ),
     Case(
+        error=errors.BrokerRefused,
+        says="refused the request (401 unauthorized): Missing, malformed",
+        argv=["token", "--broker", "{broker}", "--federation-proof", "--auth-token", "invalid"],
+    ),
+    Case(
+        error=errors.BrokerUnavailable,
+        says=f"cannot reach the broker at {DEAD}",
+        argv=["token", "--broker", DEAD, "--federation-proof"],
+    ),
+    Case(
         error=errors.LocalIoError,
         says="database error: file is not a database",
         files={"garbage": "this is not a database" * 100},
@@ -178,8 +189,13 @@ def issuer_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(uvicorn, "run", must_not_listen)
 
 
-def _run(case: Case, tmp_path: Path, *extra: str) -> Result:
+def _run(case: Case, tmp_path: Path, request: pytest.FixtureRequest, *extra: str) -> Result:
     env = {"BROKER_DATA_DIR": str(tmp_path / "data"), **case.env}
+    if "{broker}" in case.argv:  # a broker process beside the command (this one's keys leak)
+        url = free_loopback_url()
+        proc = spawn_broker({"BROKER_OIDC_ISSUER": url, "BROKER_DATA_DIR": str(tmp_path / "b")})
+        request.addfinalizer(lambda: (proc.terminate(), proc.wait(10)))
+        case = replace(case, argv=[a.replace("{broker}", url) for a in case.argv])
     for name, text in case.files.items():
         (tmp_path / name).write_text(text)
     if (tmp_path / "garbage").exists():  # only SQLite may open the database's own name
@@ -194,8 +210,10 @@ def _run(case: Case, tmp_path: Path, *extra: str) -> Result:
 
 @pytest.mark.usefixtures("issuer_refuses_to_start")
 @pytest.mark.parametrize("case", CASES, ids=[c.error.__name__ for c in CASES])
-def test_a_command_only_error_is_one_line_and_its_exit_code(case: Case, tmp_path: Path) -> None:
-    result = _run(case, tmp_path)
+def test_a_command_only_error_is_one_line_and_its_exit_code(
+    case: Case, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    result = _run(case, tmp_path, request)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert (result.exit_code, result.stdout) == (case.error.exit_code, ""), result.output
     (line,) = result.stderr.splitlines()
@@ -207,8 +225,10 @@ def test_a_command_only_error_is_one_line_and_its_exit_code(case: Case, tmp_path
 @pytest.mark.parametrize(
     "case", [c for c in CASES if c.has_json], ids=[c.error.__name__ for c in CASES if c.has_json]
 )
-def test_a_command_only_error_with_json_is_its_code_and_message(case: Case, tmp_path: Path) -> None:
-    result = _run(case, tmp_path, "--json")
+def test_a_command_only_error_with_json_is_its_code_and_message(
+    case: Case, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    result = _run(case, tmp_path, request, "--json")
     assert result.exit_code == case.error.exit_code, result.output
     body = json.loads(result.stdout)
     assert (sorted(body), body["error"]) == (["error", "message"], case.error.code)

@@ -1,0 +1,102 @@
+"""Run a command with a token file that stays fresh: ``test-broker token … -- CMD ARGS…``.
+
+A thread rewrites the file a margin before each token expires (broker/client/tokens.py), so an
+AWS SDK in the command that refreshes its credentials always reads a live token. Signals sent to
+this process go to the command; this process exits with the command's status (128 + N when a
+signal N ended it, as a shell reports it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+
+from broker.client.broker_api import MintedToken
+from broker.client.token_file import write_token_file
+from broker.client.tokens import refresh_at
+from broker.errors import BrokerError, LocalIoError
+
+FORWARDED = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+RETRY_AFTER_FAILURE = 2.0  # seconds between refresh attempts once one has failed
+
+
+class _Refresher(threading.Thread):
+    def __init__(
+        self,
+        mint: Callable[[], MintedToken],
+        first: MintedToken,
+        path: Path,
+        warn: Callable[[str], None],
+        clock: Callable[[], float],
+    ) -> None:
+        super().__init__(name="token-refresher", daemon=True)
+        self._mint, self._path, self._warn, self._clock = mint, path, warn, clock
+        self._due = refresh_at(first, clock())
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(max(0.0, self._due - self._clock())):
+            try:
+                token = self._mint()
+                write_token_file(self._path, token.jwt)
+            except (BrokerError, OSError) as exc:
+                # The old token may still be good for a while; keep trying, and say so.
+                self._warn(f"test-broker token: refreshing {self._path} failed ({exc}); retrying")
+                self._due = self._clock() + RETRY_AFTER_FAILURE
+                continue
+            self._due = refresh_at(token, self._clock())
+
+
+def run_with_token(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    mint: Callable[[], MintedToken],
+    first: MintedToken,
+    token_file: Path,
+    warn: Callable[[str], None],
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Run ``command`` with ``env`` added while ``token_file`` is kept fresh; its exit status."""
+    started: list[subprocess.Popen[bytes]] = []
+    pending: list[int] = []  # signals that came before the command existed
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if started:
+            started[0].send_signal(signum)
+        else:
+            pending.append(signum)
+
+    # Handlers first: a signal between the start and the handlers would end only this process.
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    refresher = _Refresher(mint, first, token_file, warn, clock)
+    try:
+        try:
+            started.append(subprocess.Popen(list(command), env={**os.environ, **env}))  # noqa: S603 - the user's command
+        except OSError as exc:
+            raise LocalIoError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+        for signum in pending:
+            started[0].send_signal(signum)
+        refresher.start()
+        status = started[0].wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        refresher.stopped.set()
+        if refresher.is_alive():
+            refresher.join()
+    return status if status >= 0 else 128 - status

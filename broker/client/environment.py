@@ -1,0 +1,112 @@
+"""The client environment contract (design.md): where the broker is and how to authenticate.
+
+Every client — ``test-broker token``, this package, the pytest plugin, the shell helper — reads
+the same variables; a flag or argument given explicitly beats its variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from broker.errors import ConfigError, InputFileError
+
+URL_VAR = "TEST_BROKER_URL"
+BEARER_VAR = "TEST_BROKER_BEARER"
+BEARER_FILE_VAR = "TEST_BROKER_BEARER_FILE"
+AUTH_TOKEN_VAR = "TEST_BROKER_AUTH_TOKEN"  # noqa: S105 - a variable's name
+SCOPE_VAR = "TEST_BROKER_SCOPE"
+ROLE_ARN_VAR = "TEST_BROKER_ROLE_ARN"
+BUCKET_VAR = "TEST_BROKER_BUCKET"
+DEFAULT_PROOF = "federation-proof"  # the upstream mock backend's default proof string
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """Resolved settings of one client. ``bearer`` and ``proof`` exclude each other.
+
+    ``bearer`` is a CI or personal secret; ``proof`` selects the federation-proof flow
+    (``POST /session/create`` with it, then mint with the session).
+    """
+
+    url: str
+    bearer: str | None = None
+    proof: str | None = None
+    scope: str | None = None
+    role_arn: str | None = None
+    bucket: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.bearer is not None and self.proof is not None:
+            raise ConfigError("give a bearer or a federation proof, not both")
+        if self.bearer is None and self.proof is None:
+            raise ConfigError(
+                f"no credential: set {BEARER_VAR} or {BEARER_FILE_VAR} (a CI or personal "
+                f"secret), or {AUTH_TOKEN_VAR} (federation proof), or pass --bearer-file or "
+                "--federation-proof"
+            )
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"broker URL {self.url!r} must start with http:// or https://")
+        object.__setattr__(self, "url", self.url.rstrip("/"))
+
+    @property
+    def federation(self) -> bool:
+        return self.proof is not None
+
+    def with_scope(self, scope: str | None) -> ClientConfig:
+        return replace(self, scope=scope)
+
+
+def config_from_env(
+    environ: Mapping[str, str] | None = None,
+    *,
+    url: str | None = None,
+    bearer: str | None = None,
+    bearer_file: Path | str | None = None,
+    federation_proof: bool = False,
+    auth_token: str | None = None,
+    scope: str | None = None,
+    role_arn: str | None = None,
+    bucket: str | None = None,
+) -> ClientConfig:
+    """The config from explicit arguments, each falling back to its contract variable.
+
+    An explicit credential (``bearer``, ``bearer_file``, ``federation_proof`` or ``auth_token``)
+    replaces every credential variable; among the variables a bearer beats a federation proof.
+    """
+    env = os.environ if environ is None else environ
+    base = url or env.get(URL_VAR)
+    if not base:
+        raise ConfigError(f"no broker URL: pass --broker URL or set {URL_VAR}")
+    explicit = bearer is not None or bearer_file is not None or federation_proof or auth_token
+    if explicit:
+        if bearer is None and bearer_file is not None:
+            bearer = read_bearer_file(Path(bearer_file), "--bearer-file")
+        proof = None if bearer is not None else auth_token or env.get(AUTH_TOKEN_VAR)
+        if bearer is None:
+            proof = proof or DEFAULT_PROOF
+    else:
+        bearer = env.get(BEARER_VAR) or None
+        if bearer is None and env.get(BEARER_FILE_VAR):
+            bearer = read_bearer_file(Path(env[BEARER_FILE_VAR]), BEARER_FILE_VAR)
+        proof = None if bearer is not None else env.get(AUTH_TOKEN_VAR) or None
+    return ClientConfig(
+        url=base,
+        bearer=bearer,
+        proof=proof,
+        scope=scope or env.get(SCOPE_VAR) or None,
+        role_arn=role_arn or env.get(ROLE_ARN_VAR) or None,
+        bucket=bucket or env.get(BUCKET_VAR) or None,
+    )
+
+
+def read_bearer_file(path: Path, origin: str) -> str:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{origin} {str(path)!r} cannot be read: {exc}") from None
+    if not secret:
+        raise InputFileError(f"{origin} {str(path)!r} is empty; it should hold the secret")
+    return secret
