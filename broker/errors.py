@@ -4,96 +4,6 @@ Class, code, then the HTTP status the API answers with; ``exit N`` marks an erro
 command reports, with its exit code (a command reporting an HTTP error exits ``exit_code``, 1).
 The tree is generated from the classes (``python -m broker.docs``; tests/server/test_errors.py):
 
-<<<<<<< HEAD
-    BrokerError                   internal_error          500
-    ├── BadRequest                bad_request             400
-    │   ├── InvalidJson           invalid_json            400
-    │   ├── InvalidRequest        invalid_request         400
-    │   │   └── ScopeMalformed    scope_malformed         400
-    │   ├── StsRuleViolation      sts_rule_violation      400
-    │   ├── TtlTooLong            ttl_too_long            400
-    │   ├── ClientDisconnected    client_disconnected     400
-    │   ├── InvalidGrant          invalid_grant           400
-    │   ├── UnsupportedGrantType  unsupported_grant_type  400
-    │   └── InvalidScope          invalid_scope           400
-    ├── Unauthorized              unauthorized            401
-    ├── ScopeNotAllowed           scope_not_allowed       403
-    ├── NotFound                  not_found               404
-    ├── MethodNotAllowed          method_not_allowed      405
-    ├── BodyTooLarge              body_too_large          413
-    ├── RequestTimeout            request_timeout         408
-    ├── HeaderTooLarge            header_too_large        431
-    ├── TooManyConnections        too_many_connections    503
-    ├── UnsupportedMediaType      unsupported_media_type  415
-    ├── NotReady                  not_ready               503
-    ├── KeyStoreError             key_store_error         exit 1
-    │   ├── KeyNotFound           key_not_found           exit 1
-    │   └── TooManyKeys           too_many_keys           exit 1
-    ├── CredentialNotFound        credential_not_found    exit 1
-    ├── CredentialExists          credential_exists       exit 1
-    ├── AuditUnavailable          audit_unavailable       503
-    ├── StoreUnavailable          store_unavailable       503
-    │   └── CredentialDamaged     credential_damaged      503
-    ├── IssuerUnavailable         issuer_unavailable      503
-    ├── RateLimited               rate_limited            429
-    ├── IssuerNotConformant       issuer_not_conformant   exit 1
-    ├── VerifyFailed              verify_failed           exit 1
-    ├── ConfigError               config_error            exit 2
-    ├── InputFileError            input_file_error        exit 2
-    │   └── TrustPolicyInvalid    trust_policy_invalid    exit 2
-    └── LocalIoError              io_error                exit 1
-=======
-    BrokerError                 internal_error          500
-    ├── BadRequest              bad_request             400
-    │   ├── InvalidJson         invalid_json            400
-    │   ├── InvalidRequest      invalid_request         400
-    │   │   └── ScopeMalformed  scope_malformed         400
-    │   ├── StsRuleViolation    sts_rule_violation      400
-    │   ├── TtlTooLong          ttl_too_long            400
-    │   └── ClientDisconnected  client_disconnected     400
-    ├── Unauthorized            unauthorized            401
-    ├── ScopeNotAllowed         scope_not_allowed       403
-    ├── NotFound                not_found               404
-    ├── MethodNotAllowed        method_not_allowed      405
-    ├── BodyTooLarge            body_too_large          413
-    ├── RequestTimeout          request_timeout         408
-    ├── HeaderTooLarge          header_too_large        431
-    ├── TooManyConnections      too_many_connections    503
-    ├── UnsupportedMediaType    unsupported_media_type  415
-    ├── NotReady                not_ready               503
-    ├── KeyStoreError           key_store_error         exit 1
-    │   ├── KeyNotFound         key_not_found           exit 1
-    │   └── TooManyKeys         too_many_keys           exit 1
-    ├── CredentialNotFound      credential_not_found    exit 1
-    ├── CredentialExists        credential_exists       exit 1
-    ├── AuditUnavailable        audit_unavailable       503
-    ├── StoreUnavailable        store_unavailable       503
-    │   └── CredentialDamaged   credential_damaged      503
-    ├── RateLimited             rate_limited            429
-    ├── IssuerNotConformant     issuer_not_conformant   exit 1
-    ├── VerifyFailed            verify_failed           exit 1
-    ├── ConfigError             config_error            exit 2
-    ├── InputFileError          input_file_error        exit 2
-    │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
-    ├── BrokerRefused           broker_refused          exit 1
-    ├── BrokerUnavailable       broker_unavailable      exit 1
-    └── LocalIoError            io_error                exit 1
->>>>>>> i11-client
-
-A code is part of the contract: never rename one once shipped. The HTTP body is always
-``{"error": code, "message": sentence}`` (a refused scope adds the credential's ``allowance``); the
-message says what to do about it. A command prints
-``error: <message>`` as one line on stderr, or that body with ``--json``, and exits ``exit_code``.
-"""
-
-from __future__ import annotations
-
-from typing import ClassVar
-
-
-class BrokerError(Exception):
-    """An unexpected failure; the broker never answers bad input with it."""
-
     BrokerError                   internal_error          500
     ├── BadRequest                bad_request             400
     │   ├── InvalidJson           invalid_json            400
@@ -133,6 +43,25 @@ class BrokerError(Exception):
     ├── BrokerRefused             broker_refused          exit 1
     ├── BrokerUnavailable         broker_unavailable      exit 1
     └── LocalIoError              io_error                exit 1
+
+A code is part of the contract: never rename one once shipped. The HTTP body is always
+``{"error": code, "message": sentence}`` (a refused scope adds the credential's ``allowance``); the
+message says what to do about it. A command prints
+``error: <message>`` as one line on stderr, or that body with ``--json``, and exits ``exit_code``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class BrokerError(Exception):
+    """An unexpected failure; the broker never answers bad input with it."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500  # the HTTP status the API answers with (unused when cli_only)
+    exit_code: ClassVar[int] = 1  # what a command exits with when it reports this error
+    cli_only: ClassVar[bool] = False  # raised only by commands, never an HTTP answer
 
     def __init__(self, message: str, **detail: str) -> None:
         super().__init__(message)
