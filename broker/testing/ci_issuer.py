@@ -232,3 +232,58 @@ def stand_in_issuer(
             server.shutdown()
             server.server_close()
             thread.join(10)
+
+
+@dataclass
+class TokenService:
+    """GitHub's job-token service as a job sees it: the two variables, and what was asked."""
+
+    env: dict[str, str]  # ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN
+    requests: list[str] = field(default_factory=list)  # the audience of each request
+    failures: list[int] = field(default_factory=list)  # statuses to answer first, in order
+
+
+@contextlib.contextmanager
+def github_token_service(
+    issuer: StandInIssuer, *, failures: list[int] | None = None, **claims: Any
+) -> Iterator[TokenService]:
+    """A loopback stand-in for ``$ACTIONS_ID_TOKEN_REQUEST_URL``: GET ``…&audience=A`` with the
+    request token as bearer answers ``{"value": <issuer's job token for A>}`` (``claims``
+    override the token's); ``failures`` are answered first (e.g. ``[503, 503]``)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    secret = uuid.uuid4().hex
+    service = TokenService(env={}, failures=list(failures or []))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            audience = query.get("audience", [""])[0]
+            service.requests.append(audience)
+            if self.headers.get("Authorization") != f"Bearer {secret}":
+                status, doc = 401, {"message": "bad request token"}
+            elif service.failures:
+                status, doc = service.failures.pop(0), {"message": "try again"}
+            else:
+                status, doc = 200, {"value": issuer.token(audience, **claims)}
+            body = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}/token?api-version=2.0"
+    service.env = {"ACTIONS_ID_TOKEN_REQUEST_URL": url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": secret}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield service
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -26,7 +26,7 @@ SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 @pytest.fixture(autouse=True)
 def _no_contract_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith(("TEST_BROKER_", "GITHUB_", "CI_")):
+        if name.startswith(("TEST_BROKER_", "GITHUB_", "CI_", "ACTIONS_ID_TOKEN_")):
             monkeypatch.delenv(name)
 
 
