@@ -70,6 +70,7 @@ class Client:
             home = "/".join(refused.allowance.split("/")[:2])
             return Namespace(home=home, allowance=refused.allowance, federation=False)
         self.tokens.put(None, None, token)
+        # An exchanged job token's scope is already this run's (built from the job's claims).
         return Namespace(home=token.scope, allowance=None, federation=self.config.federation)
 
     def run_scope(self) -> str:
@@ -85,6 +86,8 @@ class Client:
 
     def _default_run_scope(self) -> str:
         ns = self.namespace()
+        if self.config.exchange:  # the broker derived the run from the job's own claims
+            return ns.home
         candidates = runs.ci_run_candidates() or [runs.local_run()]
         if ns.allowance is None:  # anything below home is ours
             return f"{ns.home}/{candidates[0]}"
@@ -113,7 +116,7 @@ class Client:
         shape the allowance takes; elsewhere nothing, so the broker gives the caller's own."""
         if self.config.scope:
             return self.config.scope
-        if runs.ci_run_candidates() is None:
+        if self.config.exchange or runs.ci_run_candidates() is None:
             return None
         return self.token_scope(None)
 

@@ -20,7 +20,7 @@ from types import FrameType
 from broker.client.broker_api import MintedToken
 from broker.client.token_file import write_token_file
 from broker.client.tokens import refresh_at
-from broker.errors import BrokerError
+from broker.errors import BrokerError, LocalIoError
 
 FORWARDED = (
     signal.SIGHUP,
@@ -85,7 +85,10 @@ def run_with_token(
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     refresher = _Refresher(mint, first, token_file, warn, clock)
     try:
-        started.append(subprocess.Popen(list(command), env={**os.environ, **env}))  # noqa: S603 - the user's command
+        try:
+            started.append(subprocess.Popen(list(command), env={**os.environ, **env}))  # noqa: S603 - the user's command
+        except OSError as exc:
+            raise LocalIoError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
         for signum in pending:
             started[0].send_signal(signum)
         refresher.start()

@@ -26,8 +26,8 @@ def ci_run_candidates(environ: Mapping[str, str] | None = None) -> list[str] | N
     """The relative run scopes this CI run may use, most specific shape first; None outside CI.
 
     The credential's allowance decides which shape fits (``pr-12/run-34-1`` under
-    ``ci/<name>/pr-*/run-*``, ``run-34-1`` under ``ci/<name>/run-*``, ``pr-12-run-34-1`` under
-    ``ci/<name>/*``); the caller tries them in order.
+    ``ci/<name>/pr-*/run-*``, ``pr-12-run-34-1`` under ``ci/<name>/*``, ``run-34-1`` under
+    ``ci/<name>/run-*``); the caller tries them in this order.
     """
     env = os.environ if environ is None else environ
     pr: str | None = None
@@ -45,7 +45,7 @@ def ci_run_candidates(environ: Mapping[str, str] | None = None) -> list[str] | N
         return None
     if pr is None:
         return [f"run-{run}"]
-    return [f"pr-{pr}/run-{run}", f"run-{run}", f"pr-{pr}-run-{run}"]
+    return [f"pr-{pr}/run-{run}", f"pr-{pr}-run-{run}", f"run-{run}"]
 
 
 def local_run(now: datetime | None = None) -> str:
