@@ -11,6 +11,9 @@
 #   TEST_BROKER_URL          broker base URL
 #   TEST_BROKER_BEARER       CI or personal secret, or TEST_BROKER_BEARER_FILE naming a file with it
 #   TEST_BROKER_AUTH_TOKEN   federation proof (used when no bearer is set)
+#   (neither set, in a CI job that offers its own OIDC token: GitHub Actions with
+#   permissions id-token: write, or GitLab id_tokens named TEST_BROKER_ID_TOKEN, that token is
+#   exchanged at /v1/token-exchange for the audience TEST_BROKER_AUDIENCE, default TEST_BROKER_URL)
 #   TEST_BROKER_SCOPE        scope to work in (default: test_run_scope's)
 #   TEST_BROKER_ROLE_ARN     role cleanup_test_scope assumes with the token
 #   TEST_BROKER_BUCKET       test bucket cleanup_test_scope deletes the run's prefix from
@@ -40,39 +43,57 @@ _test_broker_url() {
   printf '%s' "${TEST_BROKER_URL%/}"
 }
 
-# The bearer secret (from TEST_BROKER_BEARER or TEST_BROKER_BEARER_FILE); empty output when the
-# federation-proof flow is configured instead; failure when neither is.
-_test_broker_bearer() {
-  if [[ -n ${TEST_BROKER_BEARER:-} ]]; then
-    printf '%s' "$TEST_BROKER_BEARER"
-  elif [[ -n ${TEST_BROKER_BEARER_FILE:-} ]]; then
-    local secret
-    if ! secret=$(<"$TEST_BROKER_BEARER_FILE"); then
-      _test_broker_fail "TEST_BROKER_BEARER_FILE '$TEST_BROKER_BEARER_FILE' cannot be read"
-      return 1
-    fi
-    secret=${secret//[[:space:]]/}
-    if [[ -z $secret ]]; then
-      _test_broker_fail "TEST_BROKER_BEARER_FILE '$TEST_BROKER_BEARER_FILE' is empty; it should hold the secret"
-      return 1
-    fi
-    printf '%s' "$secret"
-  elif [[ -z ${TEST_BROKER_AUTH_TOKEN:-} ]]; then
-    _test_broker_fail "no credential: set TEST_BROKER_BEARER or TEST_BROKER_BEARER_FILE (a CI or personal secret), or TEST_BROKER_AUTH_TOKEN (federation proof)"
+# Which credential this environment offers, in the Python client's order: bearer (a CI or
+# personal secret), proof (federation proof), github (the job's token service) or gitlab
+# (TEST_BROKER_ID_TOKEN from id_tokens); fails when there is none.
+_test_broker_mode() {
+  if [[ -n ${TEST_BROKER_BEARER:-} || -n ${TEST_BROKER_BEARER_FILE:-} ]]; then
+    printf bearer
+  elif [[ -n ${TEST_BROKER_AUTH_TOKEN:-} ]]; then
+    printf proof
+  elif [[ -n ${ACTIONS_ID_TOKEN_REQUEST_URL:-} && -n ${ACTIONS_ID_TOKEN_REQUEST_TOKEN:-} ]]; then
+    printf github
+  elif [[ -n ${TEST_BROKER_ID_TOKEN:-} ]]; then
+    printf gitlab
+  else
+    _test_broker_fail "no credential: set TEST_BROKER_BEARER or TEST_BROKER_BEARER_FILE (a CI or personal secret), or TEST_BROKER_AUTH_TOKEN (federation proof), or run in a CI job that offers its OIDC token"
     return 1
   fi
 }
 
-# POST the JSON BODY to the broker, the answer to the file OUT; prints the HTTP status.
+# The bearer secret (from TEST_BROKER_BEARER or TEST_BROKER_BEARER_FILE); empty output when
+# another credential is configured; failure when there is none.
+_test_broker_bearer() {
+  local mode
+  mode=$(_test_broker_mode) || return 1
+  [[ $mode == bearer ]] || return 0
+  if [[ -n ${TEST_BROKER_BEARER:-} ]]; then
+    printf '%s' "$TEST_BROKER_BEARER"
+    return 0
+  fi
+  local secret
+  if ! secret=$(<"$TEST_BROKER_BEARER_FILE"); then
+    _test_broker_fail "TEST_BROKER_BEARER_FILE '$TEST_BROKER_BEARER_FILE' cannot be read"
+    return 1
+  fi
+  secret=${secret//[[:space:]]/}
+  if [[ -z $secret ]]; then
+    _test_broker_fail "TEST_BROKER_BEARER_FILE '$TEST_BROKER_BEARER_FILE' is empty; it should hold the secret"
+    return 1
+  fi
+  printf '%s' "$secret"
+}
+
+# POST BODY (JSON, or TYPE) to the broker, the answer to the file OUT; prints the HTTP status.
 # Connection errors and 5xx are retried with backoff by curl (4xx are not).
-# Usage: _test_broker_call OUT PATH BEARER BODY
+# Usage: _test_broker_call OUT PATH BEARER BODY [TYPE]
 _test_broker_call() {
-  local out=$1 path=$2 bearer=$3 body=$4 url err status why
+  local out=$1 path=$2 bearer=$3 body=$4 type=${5:-application/json} url err status why
   url=$(_test_broker_url) || return 1
   err=$(mktemp) || return 1
   # The header file is empty without a bearer (a process substitution lives for one command).
   if ! status=$(curl -sS --retry 3 --retry-connrefused --max-time 30 -o "$out" -w '%{http_code}' \
-    -X POST -H 'Content-Type: application/json' \
+    -X POST -H "Content-Type: $type" \
     -H @<([[ -z $bearer ]] || printf 'Authorization: Bearer %s\n' "$bearer") \
     --data-binary @<(printf '%s' "$body") "$url$path" 2>"$err"); then
     why=$(head -n 1 "$err")
@@ -113,11 +134,52 @@ _test_broker_mint_bearer() {
   local bearer body answer
   bearer=$(_test_broker_bearer) || return 1
   if [[ -z $bearer ]]; then
-    body=$(jq -cn --arg p "$TEST_BROKER_AUTH_TOKEN" '{auth_token: $p}') || return 1
+    body=$(printf '%s' "$TEST_BROKER_AUTH_TOKEN" | jq -cR '{auth_token: .}') || return 1
     answer=$(_test_broker_post /session/create "" "$body") || return 1
     bearer=$(jq -er .session <<<"$answer") || return 1
   fi
   printf '%s' "$bearer"
+}
+
+# The CI job's own OIDC token: from GitHub's token service for our audience (retried on 5xx as
+# GitHub's toolkit does), or GitLab's id_tokens variable TEST_BROKER_ID_TOKEN.
+_test_broker_job_token() {
+  if [[ $(_test_broker_mode) == gitlab ]]; then
+    printf '%s' "$TEST_BROKER_ID_TOKEN"
+    return 0
+  fi
+  local audience out status why
+  audience=${TEST_BROKER_AUDIENCE:-$(_test_broker_url)} || return 1
+  out=$(mktemp) || return 1
+  if ! status=$(curl -sS --retry 10 --max-time 30 -o "$out" -w '%{http_code}' \
+    -H @<(printf 'Authorization: Bearer %s\n' "$ACTIONS_ID_TOKEN_REQUEST_TOKEN") \
+    "$ACTIONS_ID_TOKEN_REQUEST_URL&audience=$(jq -rn --arg a "$audience" '$a | @uri')" 2>&1); then
+    rm -f "$out"
+    _test_broker_fail "cannot reach GitHub's token service: ${status##*curl: }"
+    return 1
+  fi
+  if [[ $status != 2?? ]] || ! jq -er .value "$out" 2>/dev/null; then
+    why=$(head -c 200 "$out")
+    rm -f "$out"
+    _test_broker_fail "GitHub's token service refused ($status $why); does the job have permissions: id-token: write?"
+    return 1
+  fi
+  rm -f "$out"
+}
+
+# Exchange the job's token at /v1/token-exchange (RFC 8693, form-encoded) for a broker token,
+# for SCOPE (empty: the scope the broker derives from the job's claims); prints the answer.
+_test_broker_exchange() {
+  local scope=$1 subject body
+  subject=$(_test_broker_job_token) || return 1
+  # The job token reaches jq on stdin, never in a process's arguments.
+  body=$(printf '%s' "$subject" | jq -Rr --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" '
+    [["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
+     ["subject_token_type", "urn:ietf:params:oauth:token-type:jwt"], ["subject_token", .]]
+    + (if $scope == "" then [] else [["scope", $scope]] end)
+    + (if $ttl == "" then [] else [["ttl_seconds", $ttl]] end)
+    | map("\(.[0])=\(.[1] | @uri)") | join("&")') || return 1
+  _test_broker_post /v1/token-exchange "" "$body" application/x-www-form-urlencoded
 }
 
 _test_broker_cache_dir() {
@@ -138,7 +200,8 @@ _test_broker_cache_dir() {
 # A short digest of its arguments: cache file names per broker, credential and scope.
 _test_broker_key() {
   printf '%s\n' "${TEST_BROKER_URL:-}" "${TEST_BROKER_BEARER:-}" "${TEST_BROKER_BEARER_FILE:-}" \
-    "${TEST_BROKER_AUTH_TOKEN:-}" "$@" | sha256sum | cut -c1-16
+    "${TEST_BROKER_AUTH_TOKEN:-}" "${ACTIONS_ID_TOKEN_REQUEST_URL:-}" "${TEST_BROKER_ID_TOKEN:-}" \
+    "${TEST_BROKER_AUDIENCE:-}" "$@" | sha256sum | cut -c1-16
 }
 
 # The relative run scopes of this run, one a line, most specific shape first.
@@ -200,13 +263,19 @@ test_run_scope() {
     printf '%s\n' "$TEST_BROKER_SCOPE"
     return 0
   fi
-  local candidates dir file bearer home allowance relative scope out status
+  local candidates dir file bearer home allowance relative scope out status answer
   candidates=$(_test_broker_run_candidates) || return 1
   dir=$(_test_broker_cache_dir) || return 1
   file="$dir/$(_test_broker_key "$candidates").scope"
   if [[ -s $file ]]; then
     cat "$file"
     return 0
+  fi
+  if [[ $(_test_broker_mode) == git* ]]; then  # the broker derived it from the job's claims
+    answer=$(_test_broker_exchange "") || return 1
+    scope=$(jq -er .scope <<<"$answer") || return 1
+    printf '%s\n' "$scope" | tee "$file"
+    return
   fi
   bearer=$(_test_broker_mint_bearer) || return 1
   read -r home allowance < <(_test_broker_namespace "$bearer")
@@ -238,11 +307,14 @@ test_run_scope() {
 }
 
 # The scope to mint for: the run scope; nothing for a federation session (its wallet is its only
-# scope, and the run prefix lies below it).
+# scope, and the run prefix lies below it) or an exchange (the broker derives the run's scope).
 _test_broker_token_scope() {
-  local bearer
-  bearer=$(_test_broker_bearer) || return 1
-  [[ -z $bearer ]] || test_run_scope
+  case $(_test_broker_mode) in
+    bearer) test_run_scope ;;
+    github | gitlab) printf '%s' "${TEST_BROKER_SCOPE:-}" ;;
+    proof) ;;
+    *) return 1 ;;
+  esac
 }
 
 # Print the path of the cached token file for this environment (it may not exist yet); the file
@@ -280,11 +352,15 @@ get_test_jwt() {
     return 0
   fi
   scope=$(_test_broker_token_scope) || return 1
-  bearer=$(_test_broker_mint_bearer) || return 1
-  body=$(jq -cn --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" \
-    '{} + (if $scope == "" then {} else {scope: $scope} end)
-        + (if $ttl == "" then {} else {ttl_seconds: ($ttl | tonumber)} end)') || return 1
-  answer=$(_test_broker_post /v1/mint-oidc-jwt "$bearer" "$body") || return 1
+  if [[ $(_test_broker_mode) == git* ]]; then
+    answer=$(_test_broker_exchange "$scope") || return 1
+  else
+    bearer=$(_test_broker_mint_bearer) || return 1
+    body=$(jq -cn --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" \
+      '{} + (if $scope == "" then {} else {scope: $scope} end)
+          + (if $ttl == "" then {} else {ttl_seconds: ($ttl | tonumber)} end)') || return 1
+    answer=$(_test_broker_post /v1/mint-oidc-jwt "$bearer" "$body") || return 1
+  fi
   jwt=$(jq -er .jwt <<<"$answer") || return 1
   tmp=$(umask 077 && mktemp "$file.XXXXXX") || return 1
   if ! { printf '%s' "$jwt" >"$tmp" && mv -f "$tmp" "$file"; }; then

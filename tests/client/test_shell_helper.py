@@ -14,20 +14,31 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jwt as pyjwt
 import pytest
+import trustme
 
 from broker.client import Client, config_from_env, runs
-from broker.testing.live import LiveBroker, StartBroker, free_loopback_url
+from broker.config import Settings
+from broker.testing.ci_issuer import StandInIssuer, github_token_service, stand_in_issuer
+from broker.testing.live import LiveBroker, StartBroker, free_loopback_url, serving
 from tests.callers.test_credentials import cli
 
 BIN = Path(sys.executable).parent
 HELPER = Path(__file__).parents[2] / "broker" / "client" / "test-broker.sh"
 # What a CI runner or a developer's shell may have set that the helper reads.
-_CI_VARIABLES = ("GITHUB_", "GITLAB_", "CI_", "TEST_BROKER_", "RUNNER_", "XDG_RUNTIME_DIR")
+_CI_VARIABLES = (
+    "GITHUB_",
+    "GITLAB_",
+    "CI_",
+    "TEST_BROKER_",
+    "RUNNER_",
+    "XDG_RUNTIME_DIR",
+    "ACTIONS_ID_TOKEN_",
+)
 
 
 def bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -302,3 +313,100 @@ def test_cleanup_refuses_a_prefix_that_is_no_run_scope(env: dict[str, str], pref
     run = bash(f"cleanup_test_scope {json.dumps(prefix)}", env)
     assert run.returncode != 0
     assert run.stderr.startswith("test-broker: refusing to clean up the prefix"), run.stderr
+
+
+TEMPLATE = "gh/{repository}/pr-{pr}/run-{run_id}-{run_attempt}"
+
+
+@pytest.fixture(scope="module")
+def github(tls_ca: trustme.CA) -> Iterator[StandInIssuer]:
+    with stand_in_issuer(tls_ca, preset="github-actions") as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="module")
+def gitlab(tls_ca: trustme.CA) -> Iterator[StandInIssuer]:
+    with stand_in_issuer(tls_ca, preset="gitlab") as issuer:
+        yield issuer
+
+
+@pytest.fixture
+def exchange_broker(
+    make_settings: Callable[..., Settings], github: StandInIssuer, gitlab: StandInIssuer
+) -> Iterator[LiveBroker]:
+    """A broker trusting both CI providers, the job tokens' audience being its own URL."""
+
+    def settings(url: str) -> Settings:
+        tables = [github.table(url, scope_template=TEMPLATE), gitlab.table(url)]
+        return make_settings(oidc_issuer=url, federation_proof=False, trusted_issuers=tables)
+
+    with serving(settings) as live:
+        yield live
+
+
+def test_a_github_job_without_a_secret_exchanges_its_own_token(
+    exchange_broker: LiveBroker, github: StandInIssuer, tmp_path: Path
+) -> None:
+    with github_token_service(github) as service:
+        env = service.env | {
+            "TEST_BROKER_URL": exchange_broker.url,
+            "TEST_BROKER_CACHE_DIR": str(tmp_path),
+        }
+        run = bash("get_test_jwt; test_run_scope; get_test_jwt", env)
+        assert run.returncode == 0, run.stderr
+        first, scope, second = run.stdout.splitlines()
+        python = Client(config_from_env(env))
+        try:
+            assert python.run_scope() == scope  # the same run, whichever client asks
+        finally:
+            python.close()
+    assert scope == "gh/acme/app/pr-12/run-3401-1"
+    assert first == second  # cached like any token
+    assert claims(first)["agentkeys_user_wallet"] == scope
+    assert set(service.requests) == {exchange_broker.url}  # the audience: the broker's URL
+
+
+def test_a_gitlab_job_exchanges_its_id_token(
+    exchange_broker: LiveBroker, gitlab: StandInIssuer, tmp_path: Path
+) -> None:
+    env = {
+        "TEST_BROKER_URL": exchange_broker.url,
+        "TEST_BROKER_CACHE_DIR": str(tmp_path),
+        "TEST_BROKER_ID_TOKEN": gitlab.token(exchange_broker.url),
+    }
+    run = bash("test_run_scope; get_test_jwt", env)
+    assert run.returncode == 0, run.stderr
+    scope, token = run.stdout.splitlines()
+    assert scope.startswith("gl/acme/app/")
+    assert claims(token)["agentkeys_user_wallet"] == scope
+
+
+def test_a_refused_job_token_is_one_line(
+    exchange_broker: LiveBroker, gitlab: StandInIssuer, tmp_path: Path
+) -> None:
+    env = {
+        "TEST_BROKER_URL": exchange_broker.url,
+        "TEST_BROKER_CACHE_DIR": str(tmp_path),
+        "TEST_BROKER_ID_TOKEN": gitlab.token("https://someone-else.example"),
+    }
+    run = bash("get_test_jwt", env)
+    assert run.returncode != 0
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(
+        "test-broker: the broker refused /v1/token-exchange (400 invalid_grant"
+    )
+
+
+def test_a_job_without_id_token_permission_is_told_so(
+    exchange_broker: LiveBroker, github: StandInIssuer, tmp_path: Path
+) -> None:
+    with github_token_service(github) as service:
+        env = service.env | {
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "wrong",
+            "TEST_BROKER_URL": exchange_broker.url,
+            "TEST_BROKER_CACHE_DIR": str(tmp_path),
+        }
+        run = bash("get_test_jwt", env)
+    assert run.returncode != 0
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert "does the job have permissions: id-token: write?" in run.stderr
