@@ -99,8 +99,9 @@ class CiContext:
     vars: dict[str, str] = field(default_factory=dict)  # GitHub configuration variables
     variables: dict[str, str] = field(default_factory=dict)  # in every step's env (GITHUB_*, CI_*)
     admin_keys: dict[str, str] = field(default_factory=dict)  # configure-aws-credentials
-    id_token: Callable[[str], str] | None = None  # audience -> the CI provider's OIDC token
-    id_token_url: str | None = None  # GitHub's ACTIONS_ID_TOKEN_REQUEST_URL stand-in
+    id_token: Callable[[str], str] | None = None  # GitLab id_tokens: aud -> the job's token
+    # GitHub's token service stand-in: ACTIONS_ID_TOKEN_REQUEST_URL and _TOKEN.
+    id_token_service: dict[str, str] = field(default_factory=dict)
     fail_step: str | None = None  # make this step fail after its script (always-run checks)
     skip_step: str | None = None  # leave this step out (to look at the state before it)
 
@@ -174,11 +175,8 @@ def github_steps(workflow: Mapping[str, Any], job: str, ctx: CiContext) -> list[
     env = _env(workflow.get("env"), ctx) | _env(spec.get("env"), ctx)
     permissions = spec.get("permissions", workflow.get("permissions")) or {}
     if isinstance(permissions, dict) and permissions.get("id-token") == "write":
-        assert ctx.id_token_url, "an id-token: write job needs the token request stand-in"
-        env |= {
-            "ACTIONS_ID_TOKEN_REQUEST_URL": ctx.id_token_url,
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": ctx.secrets["ACTIONS_RUNTIME_TOKEN"],
-        }
+        assert ctx.id_token_service, "an id-token: write job needs the token service stand-in"
+        env |= ctx.id_token_service
     steps: list[Step] = []
     for i, step in enumerate(spec["steps"]):
         name = str(step.get("name") or step.get("run") or step.get("uses") or i)

@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from click.testing import CliRunner
 
 from broker.config import load_settings
 from broker.main import main
+from broker.testing.ci_issuer import StandInIssuer, stand_in_issuer
 from tests.seaweed_harness import REGION, RESOURCES, SeaweedStack, seaweed_stack
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
@@ -20,11 +22,34 @@ DEPLOY_CONFIG = DEPLOY / "config.example.toml"
 
 
 @pytest.fixture(scope="session")
-def seaweed() -> Iterator[SeaweedStack]:
+def github_issuer(tls_ca: trustme.CA) -> Iterator[StandInIssuer]:
+    with stand_in_issuer(tls_ca, preset="github-actions") as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def gitlab_issuer(tls_ca: trustme.CA) -> Iterator[StandInIssuer]:
+    with stand_in_issuer(tls_ca, preset="gitlab") as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def seaweed(github_issuer: StandInIssuer, gitlab_issuer: StandInIssuer) -> Iterator[SeaweedStack]:
     """The harness's own role and bucket (README's examples) plus deploy/'s three data classes,
-    each a SeaweedFS role and bucket with the policies rendered from the example config."""
+    each a SeaweedFS role and bucket with the policies rendered from the example config; the
+    example config's [[trusted_issuers]] tables, each pointed at its stand-in issuer."""
     deploy = load_settings(DEPLOY_CONFIG, environ={})
     resources = [RESOURCES[0], *(r.model_dump(exclude_none=True) for r in deploy.resources)]
+    stand_ins = {"github-actions": github_issuer, "gitlab": gitlab_issuer}
+    trusted = [
+        stand_ins[t.preset].table(
+            t.audience,
+            conditions=t.conditions,
+            max_ttl_seconds=t.max_ttl_seconds,
+            **({"scope_template": t.scope_template} if t.scope_template else {}),
+        )
+        for t in deploy.trusted_issuers
+    ]
     # Session-scoped, so it starts before the per-test BROKER_* cleanup: clear them here too.
     with pytest.MonkeyPatch.context() as env:
         for name in [n for n in os.environ if n.startswith("BROKER_")]:
@@ -34,6 +59,7 @@ def seaweed() -> Iterator[SeaweedStack]:
             rate_limits=False,
             resources=resources,
             test_marker=deploy.test_marker,
+            trusted_issuers=trusted,
         ) as stack:
             yield stack
 

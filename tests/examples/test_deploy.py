@@ -11,15 +11,18 @@ reaper's AWS keys (configure-aws-credentials, GitLab's masked variables) are Sea
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from broker.aws import policy
 from broker.config import load_settings
+from broker.testing.ci_issuer import StandInIssuer, github_token_service
 from tests.examples import ci_runner
 from tests.examples.ci_runner import CiContext
 from tests.examples.conftest import DEPLOY, DEPLOY_CONFIG
@@ -81,40 +84,66 @@ def buckets() -> list[str]:
     return [r.bucket for r in load_settings(DEPLOY_CONFIG, environ={}).resources]
 
 
-def github(event: str, stack: SeaweedStack, bearer: str, **extra: object) -> tuple[CiContext, str]:
+@dataclass
+class JobTokens:
+    """Where a job's own OIDC token comes from: GitHub's token service, GitLab's issuer."""
+
+    github_service: Callable[..., dict[str, str]]  # claims -> the job's ACTIONS_ID_TOKEN_* env
+    gitlab: StandInIssuer
+
+
+@pytest.fixture
+def token_service(
+    github_issuer: StandInIssuer, gitlab_issuer: StandInIssuer
+) -> Iterator[JobTokens]:
+    with contextlib.ExitStack() as stack:
+
+        def start(**claims: str) -> dict[str, str]:
+            return stack.enter_context(github_token_service(github_issuer, **claims)).env
+
+        yield JobTokens(start, gitlab_issuer)
+
+
+def github(
+    event: str, stack: SeaweedStack, tokens: JobTokens, **extra: object
+) -> tuple[CiContext, str]:
     run_id = str(secrets.randbelow(10**9))
+    ref = "refs/pull/7/merge" if event == "pull_request" else "refs/heads/main"
     admin = dict(zip(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), stack.admin_keys, strict=True))
     ctx = CiContext(
         event=event,
-        secrets={"TEST_BROKER_BEARER": bearer, "ACTIONS_RUNTIME_TOKEN": "unused"},
         vars={"TEST_BROKER_URL": stack.broker.url},
         variables={
             "CI": "true",
             "GITHUB_ACTIONS": "true",
             "GITHUB_EVENT_NAME": event,
-            "GITHUB_REF": "refs/pull/7/merge" if event == "pull_request" else "refs/heads/main",
+            "GITHUB_REF": ref,
             "GITHUB_RUN_ID": run_id,
             "GITHUB_RUN_ATTEMPT": "1",
             "GITHUB_REPOSITORY": "acme/app",
         },
         admin_keys=admin,
-        id_token_url="http://127.0.0.1:9/unused",  # configure-aws-credentials is mapped
+        # The job's OIDC token carries the same run as its variables.
+        id_token_service=tokens.github_service(
+            run_id=run_id, run_attempt="1", ref=ref, event_name=event
+        ),
         **extra,  # type: ignore[arg-type]
     )
-    return ctx, f"pr-7/run-{run_id}-1"
+    return ctx, f"gh/acme/app/run-{run_id}-1"
 
 
-def gitlab(event: str, stack: SeaweedStack, bearer: str, **extra: object) -> tuple[CiContext, str]:
-    pipeline = str(secrets.randbelow(10**9))
+def gitlab(
+    event: str, stack: SeaweedStack, tokens: JobTokens, **extra: object
+) -> tuple[CiContext, str]:
+    pipeline, job = str(secrets.randbelow(10**9)), str(secrets.randbelow(10**9))
     variables = {
         "CI": "true",
         "GITLAB_CI": "true",
         "CI_PIPELINE_SOURCE": event,
         "CI_PIPELINE_ID": pipeline,
+        "CI_JOB_ID": job,
         "CI_PROJECT_PATH": "acme/app",
-        # CI/CD variables of the project
-        "TEST_BROKER_URL": stack.broker.url,
-        "TEST_BROKER_BEARER": bearer,
+        "TEST_BROKER_URL": stack.broker.url,  # a CI/CD variable of the project
     }
     if event == "merge_request_event":
         variables["CI_MERGE_REQUEST_IID"] = "7"
@@ -122,8 +151,16 @@ def gitlab(event: str, stack: SeaweedStack, bearer: str, **extra: object) -> tup
         variables |= dict(
             zip(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), stack.admin_keys, strict=True)
         )
-    ctx = CiContext(event=event, variables=variables, **extra)  # type: ignore[arg-type]
-    return ctx, f"pr-7/run-{pipeline}"
+    issuer = tokens.gitlab
+    ctx = CiContext(
+        event=event,
+        variables=variables,
+        id_token=lambda aud: issuer.token(
+            aud, pipeline_id=pipeline, job_id=job, pipeline_source=event
+        ),
+        **extra,  # type: ignore[arg-type]
+    )
+    return ctx, f"gl/acme/app/-/pipeline-{pipeline}-job-{job}"
 
 
 def run_jobs(path: Path, ctx: CiContext, env: dict[str, str], cwd: Path) -> dict[str, object]:
@@ -149,12 +186,6 @@ CLEANUP = {GITHUB: "Delete the run prefix", GITLAB: "after_script"}
 WORK = {GITHUB: "Tests, in the run prefix of each bucket", GITLAB: "script"}
 
 
-@pytest.fixture
-def ci_bearer(add_credential: Callable[..., str]) -> tuple[str, str]:
-    name = f"app-{secrets.token_hex(3)}"
-    return name, add_credential("ci", name, "--scope-pattern", f"ci/{name}/pr-*/run-*")
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize(("path", "context", "event", "nightly"), FILES)
 def test_pull_request_pipeline_verifies_works_and_reaps_its_run_prefix(
@@ -163,13 +194,12 @@ def test_pull_request_pipeline_verifies_works_and_reaps_its_run_prefix(
     event: str,
     nightly: str,
     seaweed: SeaweedStack,
-    ci_bearer: tuple[str, str],
+    token_service: JobTokens,
     machine_env: dict[str, str],
     workdir: Path,
 ) -> None:
-    name, bearer = ci_bearer
-    prefix = f"ci/{name}/"
-    ctx, run = context(event, seaweed, bearer, skip_step=CLEANUP[path])
+    ctx, scope = context(event, seaweed, token_service, skip_step=CLEANUP[path])
+    prefix = f"{scope}/"
     # Without its cleanup: verify's probes and the test's uploads, in each bucket's run prefix.
     runs = run_jobs(path, ctx, machine_env, workdir)
     job = runs["integration"]
@@ -178,8 +208,8 @@ def test_pull_request_pipeline_verifies_works_and_reaps_its_run_prefix(
     assert runs["reap-nightly"] is None  # only on schedule
     for bucket in buckets():
         keys = objects(seaweed, bucket, prefix)
-        assert f"{prefix}{run}/README.md" in keys, (bucket, keys)
-        assert all(k.startswith(f"{prefix}{run}/") for k in keys), keys
+        assert f"{prefix}README.md" in keys, (bucket, keys)
+        assert f"{prefix}test-broker-verify.txt" in keys, (bucket, keys)  # verify's own probe
     # The whole pipeline again (the same run): each bucket's run prefix is empty afterwards.
     ctx.skip_step = None
     job = run_jobs(path, ctx, machine_env, workdir)["integration"]
@@ -198,18 +228,17 @@ def test_cleanup_runs_after_a_failed_test_step(
     event: str,
     nightly: str,
     seaweed: SeaweedStack,
-    ci_bearer: tuple[str, str],
+    token_service: JobTokens,
     machine_env: dict[str, str],
     workdir: Path,
 ) -> None:
-    name, bearer = ci_bearer
-    ctx, _ = context(event, seaweed, bearer, fail_step=WORK[path])
+    ctx, scope = context(event, seaweed, token_service, fail_step=WORK[path])
     job = run_jobs(path, ctx, machine_env, workdir)["integration"]
     assert isinstance(job, ci_runner.JobRun)
     assert not job.ok
     assert job.step(CLEANUP[path]).returncode == 0, job.report()
     for bucket in buckets():
-        assert objects(seaweed, bucket, f"ci/{name}/") == []
+        assert objects(seaweed, bucket, f"{scope}/") == []
 
 
 @pytest.mark.integration
@@ -220,15 +249,14 @@ def test_nightly_pipeline_reaps_only_on_schedule_and_keeps_young_run_prefixes(
     event: str,
     nightly: str,
     seaweed: SeaweedStack,
-    ci_bearer: tuple[str, str],
+    token_service: JobTokens,
     machine_env: dict[str, str],
     workdir: Path,
 ) -> None:
-    _, bearer = ci_bearer
     young = f"ci/other/pr-1/run-{secrets.randbelow(10**9)}-1/young.txt"
     for bucket in buckets():
         seaweed.admin_s3().put_object(Bucket=bucket, Key=young, Body=b"today")
-    ctx, _ = context(nightly, seaweed, bearer)
+    ctx, _ = context(nightly, seaweed, token_service)
     runs = run_jobs(path, ctx, machine_env, workdir)
     assert runs["integration"] is None  # not on schedule
     job = runs["reap-nightly"]
