@@ -42,7 +42,8 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     │   └── TrustPolicyInvalid    trust_policy_invalid    exit 2
     ├── BrokerRefused             broker_refused          exit 1
     ├── BrokerUnavailable         broker_unavailable      exit 1
-    └── LocalIoError              io_error                exit 1
+    ├── LocalIoError              io_error                exit 1
+    └── ReapRefused               reap_refused            exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
 ``{"error": code, "message": sentence}`` (a refused scope adds the credential's ``allowance``); the
@@ -347,6 +348,13 @@ class LocalIoError(BrokerError):
     """A local file, directory, port or the database failed (permissions, disk, a damaged store)."""
 
     code = "io_error"
+    cli_only = True
+
+
+class ReapRefused(BrokerError):
+    """`reap` deleted nothing: a bucket, scope or key outside the run prefixes, or a failed listing."""
+
+    code = "reap_refused"
     cli_only = True
 
 

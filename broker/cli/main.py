@@ -155,6 +155,7 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
 from broker.cli.aws import policy, verify
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
+from broker.cli.reap import reap
 from broker.cli.shell import shell_init
 from broker.cli.token import token_command
 
@@ -165,3 +166,4 @@ main.add_command(policy)
 main.add_command(verify)
 main.add_command(shell_init)
 main.add_command(token_command)
+main.add_command(reap)
