@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from click.testing import CliRunner
 
 from broker.config import load_settings
 from broker.main import main
-from broker.testing.ci_issuer import StandInIssuer, stand_in_issuer
+from broker.testing.ci_issuer import StandInIssuer, github_token_service, stand_in_issuer
 from tests.seaweed_harness import REGION, RESOURCES, SeaweedStack, seaweed_stack
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
@@ -100,3 +102,23 @@ def machine_env(seaweed: SeaweedStack, tmp_path: Path) -> dict[str, str]:
         "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
     }
     return env
+
+
+@dataclass
+class JobTokens:
+    """Where a job's own OIDC token comes from: GitHub's token service, GitLab's issuer."""
+
+    github_service: Callable[..., dict[str, str]]  # claims -> the job's ACTIONS_ID_TOKEN_* env
+    gitlab: StandInIssuer
+
+
+@pytest.fixture
+def token_service(
+    github_issuer: StandInIssuer, gitlab_issuer: StandInIssuer
+) -> Iterator[JobTokens]:
+    with contextlib.ExitStack() as stack:
+
+        def start(**claims: str) -> dict[str, str]:
+            return stack.enter_context(github_token_service(github_issuer, **claims)).env
+
+        yield JobTokens(start, gitlab_issuer)

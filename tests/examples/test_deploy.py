@@ -11,21 +11,18 @@ reaper's AWS keys (configure-aws-credentials, GitLab's masked variables) are Sea
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from broker.aws import policy
 from broker.config import load_settings
-from broker.testing.ci_issuer import StandInIssuer, github_token_service
 from tests.examples import ci_runner
 from tests.examples.ci_runner import CiContext
-from tests.examples.conftest import DEPLOY, DEPLOY_CONFIG
+from tests.examples.conftest import DEPLOY, DEPLOY_CONFIG, JobTokens
 from tests.seaweed_harness import FOREIGN_PREFIX, SeaweedStack
 
 GITHUB = DEPLOY / "github-actions.yml"
@@ -82,26 +79,6 @@ def objects(stack: SeaweedStack, bucket: str, prefix: str) -> list[str]:
 
 def buckets() -> list[str]:
     return [r.bucket for r in load_settings(DEPLOY_CONFIG, environ={}).resources]
-
-
-@dataclass
-class JobTokens:
-    """Where a job's own OIDC token comes from: GitHub's token service, GitLab's issuer."""
-
-    github_service: Callable[..., dict[str, str]]  # claims -> the job's ACTIONS_ID_TOKEN_* env
-    gitlab: StandInIssuer
-
-
-@pytest.fixture
-def token_service(
-    github_issuer: StandInIssuer, gitlab_issuer: StandInIssuer
-) -> Iterator[JobTokens]:
-    with contextlib.ExitStack() as stack:
-
-        def start(**claims: str) -> dict[str, str]:
-            return stack.enter_context(github_token_service(github_issuer, **claims)).env
-
-        yield JobTokens(start, gitlab_issuer)
 
 
 def github(

@@ -18,6 +18,7 @@ import pytest
 
 from tests.examples import ci_runner
 from tests.examples.ci_runner import CiContext
+from tests.examples.conftest import JobTokens
 from tests.seaweed_harness import BUCKET, FOREIGN_PREFIX, SeaweedStack
 
 pytestmark = pytest.mark.integration
@@ -47,19 +48,27 @@ def ci_files() -> dict[str, str]:
     return files
 
 
-def test_readme_has_a_github_and_a_gitlab_job() -> None:
-    assert set(ci_files()) == {".github/workflows/integration.yml", ".gitlab-ci.yml"}
+GITHUB = ".github/workflows/integration.yml"
+GITLAB = ".gitlab-ci.yml"
+GITHUB_OIDC = f"{GITHUB} (no stored secret)"
+GITLAB_OIDC = f"{GITLAB} (no stored secret)"
 
 
-@pytest.mark.parametrize(
-    ("name", "schema"),
-    [
-        (".github/workflows/integration.yml", "vendor.github-workflows"),
-        (".gitlab-ci.yml", "vendor.gitlab-ci"),
-    ],
-)
-def test_readme_ci_files_match_their_schemas(name: str, schema: str, tmp_path: Path) -> None:
-    path = tmp_path / Path(name).name
+def is_gitlab(name: str) -> bool:
+    return name.startswith(GITLAB)
+
+
+def test_readme_has_a_github_and_a_gitlab_job_with_and_without_a_secret() -> None:
+    assert set(ci_files()) == {GITHUB, GITLAB, GITHUB_OIDC, GITLAB_OIDC}
+    assert "secrets." not in ci_files()[GITHUB_OIDC]
+    assert "id-token: write" in ci_files()[GITHUB_OIDC]
+    assert "id_tokens:" in ci_files()[GITLAB_OIDC]
+
+
+@pytest.mark.parametrize("name", [GITHUB, GITLAB, GITHUB_OIDC, GITLAB_OIDC])
+def test_readme_ci_files_match_their_schemas(name: str, tmp_path: Path) -> None:
+    schema = "vendor.gitlab-ci" if is_gitlab(name) else "vendor.github-workflows"
+    path = tmp_path / "ci.yml"
     path.write_text(ci_files()[name])
     check = ci_runner.check_schema(path, schema)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -127,9 +136,27 @@ def gitlab_context(url: str, bearer: str, **extra: str) -> tuple[CiContext, str]
     return ctx, f"pr-12/run-{pipeline}"
 
 
+def github_oidc_context(url: str, tokens: JobTokens, **extra: object) -> tuple[CiContext, str]:
+    """A pull-request job with id-token: write: its token carries the run its variables name."""
+    ctx, _ = github_context(url, "", **extra)
+    run_id = ctx.variables["GITHUB_RUN_ID"]
+    ctx.secrets = {}
+    ctx.id_token_service = tokens.github_service(run_id=run_id, run_attempt="1")
+    return ctx, f"gh/acme/app/run-{run_id}-1"
+
+
+def gitlab_oidc_context(url: str, tokens: JobTokens, **extra: object) -> tuple[CiContext, str]:
+    ctx, _ = gitlab_context(url, "", **extra)
+    del ctx.variables["TEST_BROKER_BEARER"]
+    pipeline, job = ctx.variables["CI_PIPELINE_ID"], str(secrets.randbelow(10**9))
+    ctx.variables["CI_JOB_ID"] = job
+    ctx.id_token = lambda aud: tokens.gitlab.token(aud, pipeline_id=pipeline, job_id=job)
+    return ctx, f"gl/acme/app/-/pipeline-{pipeline}-job-{job}"
+
+
 def run_readme_job(name: str, ctx: CiContext, env: dict[str, str], cwd: Path) -> ci_runner.JobRun:
     doc = ci_runner.load(ci_files()[name])
-    if name.endswith(".gitlab-ci.yml"):
+    if is_gitlab(name):
         steps = ci_runner.gitlab_steps(doc, "integration", ctx)
     else:
         steps = ci_runner.github_steps(doc, "integration", ctx)
@@ -137,74 +164,80 @@ def run_readme_job(name: str, ctx: CiContext, env: dict[str, str], cwd: Path) ->
     return ci_runner.run(steps, ctx, env, cwd)
 
 
-CONTEXTS = [
-    pytest.param(".github/workflows/integration.yml", github_context, id="github"),
-    pytest.param(".gitlab-ci.yml", gitlab_context, id="gitlab"),
-]
-WORK_STEP = {
-    ".github/workflows/integration.yml": "Tests, in the run prefix",
-    ".gitlab-ci.yml": "script",
-}
-CLEANUP_STEP = {
-    ".github/workflows/integration.yml": "Delete the run prefix",
-    ".gitlab-ci.yml": "after_script",
-}
+WORK_STEP = {GITHUB: "Tests, in the run prefix", GITLAB: "script"}
+CLEANUP_STEP = {GITHUB: "Delete the run prefix", GITLAB: "after_script"}
+JOBS = [GITHUB, GITLAB, GITHUB_OIDC, GITLAB_OIDC]
+
+
+def step_names(name: str) -> tuple[str, str]:
+    base = GITLAB if is_gitlab(name) else GITHUB
+    return WORK_STEP[base], CLEANUP_STEP[base]
 
 
 @pytest.fixture
-def ci_bearer(add_credential: Callable[..., str]) -> tuple[str, str]:
-    """A CI bearer for ci/<name>/pr-*/run-* (a fresh name: live names are unique per kind)."""
-    name = f"web-{secrets.token_hex(3)}"
-    return name, add_credential("ci", name, "--scope-pattern", f"ci/{name}/pr-*/run-*")
+def job_for(
+    seaweed: SeaweedStack, add_credential: Callable[..., str], token_service: JobTokens
+) -> Callable[..., tuple[CiContext, str]]:
+    """The CI context for one of README's jobs, and the run scope it must work in: a fresh CI
+    bearer (ci/<name>/pr-*/run-*) for the jobs with a secret, job tokens for the others."""
+
+    def make(name: str, **extra: object) -> tuple[CiContext, str]:
+        url = seaweed.broker.url
+        if name == GITHUB_OIDC:
+            return github_oidc_context(url, token_service, **extra)
+        if name == GITLAB_OIDC:
+            return gitlab_oidc_context(url, token_service, **extra)
+        credential = f"web-{secrets.token_hex(3)}"
+        bearer = add_credential("ci", credential, "--scope-pattern", f"ci/{credential}/pr-*/run-*")
+        context = gitlab_context if is_gitlab(name) else github_context
+        ctx, run = context(url, bearer, **extra)
+        return ctx, f"ci/{credential}/{run}"
+
+    return make
 
 
-@pytest.mark.parametrize(("name", "context"), CONTEXTS)
+@pytest.mark.parametrize("name", JOBS)
 def test_readme_job_works_in_its_run_prefix_and_cleans_it_up(
     name: str,
-    context: Callable[..., tuple[CiContext, str]],
+    job_for: Callable[..., tuple[CiContext, str]],
     seaweed: SeaweedStack,
-    ci_bearer: tuple[str, str],
     machine_env: dict[str, str],
     workdir: Path,
     neighbour: str,
 ) -> None:
-    credential, bearer = ci_bearer
-    ctx, run = context(seaweed.broker.url, bearer, skip_step=CLEANUP_STEP[name])
-    key = f"ci/{credential}/{run}/README.md"
+    work, cleanup = step_names(name)
+    ctx, scope = job_for(name, skip_step=cleanup)
     # Without its cleanup step, the job leaves exactly its upload, in its run prefix.
     job = run_readme_job(name, ctx, machine_env, workdir)
     assert job.ok, job.report()
-    assert "README.md" in job.step(WORK_STEP[name]).stdout, job.report()  # `aws s3 ls` saw it
-    assert objects(seaweed, f"ci/{credential}/") == [key]
+    assert "README.md" in job.step(work).stdout, job.report()  # `aws s3 ls` saw it
+    assert objects(seaweed, f"{scope}/") == [f"{scope}/README.md"]
     # The whole job (the same run again): its prefix is empty afterwards, nothing else touched.
     ctx.skip_step = None
     job = run_readme_job(name, ctx, machine_env, workdir)
     assert job.ok, job.report()
-    assert job.step(CLEANUP_STEP[name]).returncode == 0
-    assert objects(seaweed, f"ci/{credential}/") == []
+    assert job.step(cleanup).returncode == 0
+    assert objects(seaweed, f"{scope}/") == []
     assert objects(seaweed, neighbour) == [neighbour]
     assert objects(seaweed, FOREIGN_PREFIX) != []
 
 
-@pytest.mark.parametrize(("name", "context"), CONTEXTS)
+@pytest.mark.parametrize("name", JOBS)
 def test_readme_job_cleans_up_after_a_failed_test_step(
     name: str,
-    context: Callable[..., tuple[CiContext, str]],
+    job_for: Callable[..., tuple[CiContext, str]],
     seaweed: SeaweedStack,
-    ci_bearer: tuple[str, str],
     machine_env: dict[str, str],
     workdir: Path,
 ) -> None:
-    credential, bearer = ci_bearer
-    ctx, _ = context(seaweed.broker.url, bearer, fail_step=WORK_STEP[name])
+    work, cleanup = step_names(name)
+    ctx, scope = job_for(name, fail_step=work)
     job = run_readme_job(name, ctx, machine_env, workdir)
     assert not job.ok
-    work = job.step(WORK_STEP[name])
-    assert work.returncode == 1
-    assert "README.md" in work.stdout, job.report()  # it had uploaded before failing
-    cleanup = job.step(CLEANUP_STEP[name])
-    assert cleanup.returncode == 0, job.report()
-    assert objects(seaweed, f"ci/{credential}/") == []
+    assert job.step(work).returncode == 1
+    assert "README.md" in job.step(work).stdout, job.report()  # it had uploaded before failing
+    assert job.step(cleanup).returncode == 0, job.report()
+    assert objects(seaweed, f"{scope}/") == []
 
 
 def test_laptop_blocks_run_in_one_shell(
