@@ -27,6 +27,8 @@ from broker.testing.ci_issuer import StandInIssuer, github_token_service, stand_
 from broker.testing.live import LiveBroker, StartBroker, free_loopback_url, serving
 from tests.callers.test_credentials import cli
 
+pytestmark = pytest.mark.integration  # bash, curl, jq and shellcheck against a live broker
+
 BIN = Path(sys.executable).parent
 HELPER = Path(__file__).parents[2] / "broker" / "client" / "test-broker.sh"
 # What a CI runner or a developer's shell may have set that the helper reads.
