@@ -86,6 +86,11 @@ def test_broker(
     if url:
         yield url.rstrip("/")
         return
+    if _bearer_file(request.config) is not None:
+        raise pytest.UsageError(
+            f"{BEARER_FILE_OPTION} names a secret of a broker, but no broker URL is configured "
+            f"({URL_OPTION}, ${URL_VAR} or ini {URL_INI})"
+        )
     # Only a session that needs its own broker pays for the server stack.
     from broker.config import load_settings
     from broker.testing.live import serving

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,45 @@ def test_the_module_functions_read_the_environment_contract(
     assert done.returncode == 0, done.stderr
     scope, deleted = done.stdout.split()
     assert (scope.startswith(f"{seaweed.wallet()}/local-"), deleted) == (True, "1")
+
+
+def test_a_ci_run_cleans_a_prefix_below_its_run_scope_with_the_run_s_token(
+    seaweed: SeaweedStack,
+    aws_env: None,
+    broker_cli: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"ci{secrets.token_hex(4)}"
+    added = broker_cli(
+        "credentials",
+        "add",
+        "--kind",
+        "ci",
+        "--name",
+        name,
+        "--scope-pattern",
+        f"ci/{name}/pr-*/run-*",
+        "--json",
+    )
+    for var, value in {
+        "GITHUB_RUN_ID": "34",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_REF": "refs/pull/12/merge",
+    }.items():
+        monkeypatch.setenv(var, value)
+    config = config_from_env(
+        {},
+        url=seaweed.broker.url,
+        bearer=json.loads(added)["secret"],
+        role_arn=seaweed.role_arn(),
+        bucket=BUCKET,
+    )
+    with contextlib.closing(Client(config)) as client:
+        run = client.run_scope()
+        assert run == f"ci/{name}/pr-12/run-34-1"
+        s3 = client.aws_session().client("s3")
+        for key in (f"{run}/sub/a", f"{run}/sub/b", f"{run}/kept"):
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+        assert client.cleanup_scope(f"{run}/sub") == 2
+        assert _keys(seaweed, run + "/") == [f"{run}/kept"]
+        assert client.cleanup_scope() == 1
