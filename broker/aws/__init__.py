@@ -3,5 +3,6 @@
 What belongs here: ``verify`` (assume the test role with a minted token, then show the own prefix
 allowed and a foreign one denied), the diagnosis that explains a failed proof, rendering the
 trust, role and bucket policies from the config, and ``reap`` (deleting expired run prefixes in
-the test buckets, guarded so it can delete nothing else). boto3 is imported here and nowhere else.
+the test buckets, guarded so it can delete nothing else). boto3 is imported here and in
+broker.client (a test run's own session), nowhere else.
 """
