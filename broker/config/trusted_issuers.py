@@ -275,6 +275,14 @@ def _check_template(table: TrustedIssuer) -> None:
 def check_apart(tables: list[TrustedIssuer], own_issuer: str) -> None:
     """Tables must not overlap each other's scopes, nor trust this broker's own issuer."""
     seen: list[tuple[str, str]] = []
+    pairs = [(t.issuer_url, t.audience) for t in tables]
+    for pair in pairs:
+        if pairs.count(pair) > 1:
+            raise ValueError(
+                f"trusted_issuers: two tables for issuer {pair[0]} and audience {pair[1]!r}; "
+                "a job token would only ever meet the first: merge them or give each its own "
+                "audience"
+            )
     for table in tables:
         if table.issuer_url == own_issuer:
             raise ValueError(

@@ -5,8 +5,9 @@ issuer's keys from broker/server/issuer_keys.py; minting, audit and rate limits 
 endpoint's. Every attempt that carries a token is recorded with the token's iss, sub, jti and the
 claims its scope came from (marked unverified when verification failed); refused attempts cost
 the client address its failed-authentication budget, as a bad bearer does, which also bounds how
-fast they can add audit rows. Requests with no token at all, and 429s, are counted per address
-and minute like the mint endpoint's junk bearers.
+fast they can add audit rows. Requests with no token at all, 429s, and 503s while a provider's
+keys cannot be fetched (any token naming it gets that far unverified, at no cost) are counted per
+address and minute like the mint endpoint's junk bearers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from broker.errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
+    IssuerUnavailable,
     RateLimited,
     UnsupportedGrantType,
 )
@@ -77,7 +79,7 @@ class ExchangeApi:
         try:
             result = await self._exchange(request, attempt)
         except BrokerError as err:
-            if attempt.token is None or isinstance(err, RateLimited):
+            if attempt.token is None or isinstance(err, RateLimited | IssuerUnavailable):
                 self.audit.count_refusal(attempt.client, err.code, attempt.started)
             else:
                 self.audit.note(attempt.record(err.code))

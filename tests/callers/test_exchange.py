@@ -95,15 +95,16 @@ def b64(data: dict[str, Any] | bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+# Times are taken when the module loads: margins of a day keep them true however late a case runs.
 REFUSALS = {
     "wrong aud": ({"aud": "https://other.example"}, "aud"),
     "aud list of two": ({"aud": [AUD, "https://other.example"]}, "aud"),
     "wrong iss": ({"iss": "https://token.actions.example.net"}, "not trusted"),
     "self-issued": ({"iss": OWN}, "issued by this broker"),
     "expired": ({"exp": int(time.time()) - 120, "iat": int(time.time()) - 400}, "expired"),
-    "future nbf": ({"nbf": int(time.time()) + 600}, "not valid yet"),
-    "future iat": ({"iat": int(time.time()) + 600}, "future"),
-    "too old": ({"iat": int(time.time()) - 1000, "exp": int(time.time()) + 60}, "old"),
+    "future nbf": ({"nbf": int(time.time()) + 86400}, "not valid yet"),
+    "future iat": ({"iat": int(time.time()) + 86400}, "future"),
+    "too old": ({"iat": int(time.time()) - 1000, "exp": int(time.time()) + 86400}, "old"),
     "exp not an integer": ({"exp": "1900000000"}, "exp is missing or not an integer"),
     "conditions not met": ({"event_name": "push"}, "event_name"),
     "another repository": ({"repository": "evil/app"}, "repository = 'evil/app'"),

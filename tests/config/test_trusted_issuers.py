@@ -116,3 +116,11 @@ def test_a_template_must_name_the_project_first_and_end_a_deep_path() -> None:
     gl = {"preset": "gitlab", "audience": "x", "conditions": {"project_path": "acme/*"}}
     with pytest.raises(ConfigError, match="must be followed by '/-/'"):
         load(gl | {"scope_template": "gl/{project_path}/p-{pipeline_id}"})
+
+
+def test_two_tables_for_one_issuer_and_audience_are_refused() -> None:
+    one = GH | {"conditions": OWNER}
+    other = one | {"scope_template": "gh-other/{repository}/run-{run_id}"}
+    with pytest.raises(ConfigError, match="only ever meet the first"):
+        load(one, other)
+    assert len(load(one, other | {"audience": "https://other.test"}).trusted_issuers) == 2

@@ -7,6 +7,7 @@ tests/callers/test_exchange.py; here: the wire format, mounting, audit, metrics,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import jwt as pyjwt
 import pytest
 import trustme
 
+from broker.store import open_store
 from broker.testing.ci_issuer import StandInIssuer, stand_in_issuer
 from broker.testing.live import LiveBroker, StartBroker, free_socket, wait_until
 from tests.server.test_audit import audit_rows
@@ -200,6 +202,15 @@ def test_an_unreachable_issuer_is_503_issuer_unavailable(
         resp = exchange(broker, github.token(AUD, iss=table["issuer"]))
     assert (resp.status_code, resp.json()["error"]) == (503, "issuer_unavailable")
     assert "retry" in resp.json()["message"]
+    # Any token naming that issuer gets this far unverified: counted, not a row each.
+    data = broker.settings.data_dir
+
+    def counted() -> list[str]:
+        with contextlib.closing(open_store(data)) as store:
+            return [r.error for r in store.read_refusals()]
+
+    wait_until(lambda: counted() == ["issuer_unavailable"])
+    assert audit_rows(data) == []
 
 
 def test_every_exchange_is_audited_with_the_subject(
