@@ -24,7 +24,7 @@
 # Same rules as the Python client (broker/client): a token is minted again 60 s (at most a third
 # of its lifetime) before it expires; the run scope is TEST_BROKER_SCOPE, else the CI run in the
 # caller's namespace, in the first shape the credential's allowance takes (GitHub pr-<N>/run-<id>-
-# <attempt>, run-<id>-<attempt>, pr-<N>-run-<id>-<attempt>; GitLab the same with the merge request
+# <attempt>, pr-<N>-run-<id>-<attempt>, run-<id>-<attempt>; GitLab the same with the merge request
 # IID and pipeline id), else <namespace>/local-<UTC stamp>-<random>, one per shell.
 # Every failure is one line on stderr starting "test-broker:" and a non-zero status. Secrets
 # never appear in a process's arguments: curl reads headers and bodies from file descriptors.
@@ -232,8 +232,8 @@ _test_broker_run_candidates() {
     printf 'run-%s\n' "$run"
   else
     printf 'pr-%s/run-%s\n' "$pr" "$run"
-    printf 'run-%s\n' "$run"
     printf 'pr-%s-run-%s\n' "$pr" "$run"
+    printf 'run-%s\n' "$run"
   fi
 }
 

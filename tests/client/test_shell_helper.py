@@ -244,7 +244,7 @@ GITLAB_MR = {"GITLAB_CI": "true", "CI_PIPELINE_ID": "77", "CI_MERGE_REQUEST_IID"
 CI_RUNS = [
     pytest.param(GITHUB_PR, "ci/web/pr-*/run-*", "ci/web/pr-12/run-34-2", id="github-pr"),
     pytest.param(GITHUB_PR, "ci/web/run-*", "ci/web/run-34-2", id="github-pr-run-only-pattern"),
-    pytest.param(GITHUB_PR, "ci/web/*", "ci/web/run-34-2", id="github-pr-one-segment"),
+    pytest.param(GITHUB_PR, "ci/web/*", "ci/web/pr-12-run-34-2", id="github-pr-one-segment"),
     pytest.param(
         {"GITHUB_RUN_ID": "34", "GITHUB_REF": "refs/heads/main"},
         "ci/web/run-*",
