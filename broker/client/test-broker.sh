@@ -263,7 +263,8 @@ test_run_scope() {
     printf '%s\n' "$TEST_BROKER_SCOPE"
     return 0
   fi
-  local candidates dir file bearer home allowance relative scope out status answer
+  local mode candidates dir file bearer home allowance relative scope out status answer
+  mode=$(_test_broker_mode) || return 1
   candidates=$(_test_broker_run_candidates) || return 1
   dir=$(_test_broker_cache_dir) || return 1
   file="$dir/$(_test_broker_key "$candidates").scope"
@@ -271,7 +272,7 @@ test_run_scope() {
     cat "$file"
     return 0
   fi
-  if [[ $(_test_broker_mode) == git* ]]; then  # the broker derived it from the job's claims
+  if [[ $mode == git* ]]; then  # the broker derived it from the job's claims
     answer=$(_test_broker_exchange "") || return 1
     scope=$(jq -er .scope <<<"$answer") || return 1
     printf '%s\n' "$scope" | tee "$file"
@@ -352,7 +353,7 @@ get_test_jwt() {
     return 0
   fi
   scope=$(_test_broker_token_scope) || return 1
-  if [[ $(_test_broker_mode) == git* ]]; then
+  if [[ $(_test_broker_mode) == git* ]]; then  # mode is known to be set by now
     answer=$(_test_broker_exchange "$scope") || return 1
   else
     bearer=$(_test_broker_mint_bearer) || return 1

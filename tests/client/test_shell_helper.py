@@ -220,8 +220,9 @@ def test_missing_url_is_one_line(tmp_path: Path) -> None:
     assert run.stderr == "test-broker: no broker URL: set TEST_BROKER_URL\n"
 
 
-def test_missing_credential_is_one_line(env: dict[str, str]) -> None:
-    run = bash("get_test_jwt", {**env, "TEST_BROKER_AUTH_TOKEN": ""})
+@pytest.mark.parametrize("command", ["get_test_jwt", "test_run_scope", "cleanup_test_scope"])
+def test_missing_credential_is_one_line(env: dict[str, str], command: str) -> None:
+    run = bash(command, {**env, "TEST_BROKER_AUTH_TOKEN": ""})
     assert run.returncode != 0
     assert run.stderr.startswith("test-broker: no credential: set TEST_BROKER_BEARER")
     assert len(run.stderr.splitlines()) == 1
