@@ -58,6 +58,11 @@ for value in "$issuer" "$audience"; do
 done
 case "$port" in '' | *[!0-9]*) die "--port must be a number" ;; esac
 root=$(cd "$root" 2>/dev/null && pwd) || die "--root: no such directory"
+if [ "$root" = / ]; then
+  for tool in nginx certbot systemctl; do
+    command -v "$tool" >/dev/null || die "$tool is missing: apt-get install nginx certbot python3-venv"
+  done
+fi
 prefix=${root%/}  # "" for /, so "$prefix/etc" is /etc
 
 venv=/opt/test-broker/venv
@@ -185,7 +190,7 @@ if [ "$root" = / ]; then
   systemctl enable --now --quiet test-broker.service "${timers[@]}"
   if [ ${#changed[@]} -gt 0 ]; then
     systemctl try-restart test-broker.service
-    nginx -t -q && systemctl reload nginx
+    nginx -t -q && systemctl reload-or-restart nginx
   fi
 else
   systemctl --root="$root" enable --quiet test-broker.service "${timers[@]}"
