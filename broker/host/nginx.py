@@ -33,6 +33,7 @@ MINT_PATHS = ("/session/create", "/v1/mint-oidc-jwt", "/v1/token-exchange")
 # Mozilla "intermediate": TLS 1.2 (STS needs it) and 1.3, forward-secret AEAD ciphers only (no
 # DHE, which would need a dhparam file). Written into both 443 servers (see the template).
 _TLS_POLICY = """\
+    # Mozilla "intermediate": TLS 1.2 (STS needs it) and 1.3, forward-secret AEAD ciphers.
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ecdh_curve X25519:prime256v1:secp384r1;
     ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
