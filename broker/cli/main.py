@@ -155,11 +155,13 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
 from broker.cli.aws import policy, verify
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
+from broker.cli.render import render_group
 from broker.cli.token import token_command
 
 main.add_command(credentials_group)
 main.add_command(audit)
 main.add_command(doctor)
 main.add_command(policy)
+main.add_command(render_group)
 main.add_command(verify)
 main.add_command(token_command)
