@@ -126,14 +126,15 @@ def test_jwt(test_broker_client: Client) -> TestJwt:
     return get
 
 
-@pytest.fixture(scope="session")
-def run_scope(test_broker_client: Client) -> str:
+# Fixture names are the contract (design.md); the functions are named apart from broker.client's.
+@pytest.fixture(name="run_scope", scope="session")
+def run_scope_fixture(test_broker_client: Client) -> str:
     """This run's prefix: TEST_BROKER_SCOPE, the CI run's, or ``<namespace>/local-…``."""
     return test_broker_client.run_scope()
 
 
-@pytest.fixture
-def aws_session(test_broker_client: Client, run_scope: str) -> Iterator[boto3.Session]:
+@pytest.fixture(name="aws_session")
+def aws_session_fixture(test_broker_client: Client, run_scope: str) -> Iterator[boto3.Session]:
     """A boto3 Session for the run scope (TEST_BROKER_ROLE_ARN); afterwards, pass or fail, every
     object under the run's prefix in TEST_BROKER_BUCKET is deleted."""
     session = test_broker_client.aws_session(run_scope)
