@@ -33,6 +33,8 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     ├── RateLimited             rate_limited            429
     ├── IssuerNotConformant     issuer_not_conformant   exit 1
     ├── VerifyFailed            verify_failed           exit 1
+    ├── AccountMismatch         account_mismatch        exit 1
+    ├── AwsCallFailed           aws_call_failed         exit 1
     ├── ConfigError             config_error            exit 2
     ├── InputFileError          input_file_error        exit 2
     │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
@@ -259,6 +261,20 @@ class VerifyFailed(BrokerError):
     """`verify` could not run the proof: no usable token, or the broker refused to mint."""
 
     code = "verify_failed"
+    cli_only = True
+
+
+class AccountMismatch(BrokerError):
+    """The AWS credentials belong to another account than the config's aws_account_id."""
+
+    code = "account_mismatch"
+    cli_only = True
+
+
+class AwsCallFailed(BrokerError):
+    """An AWS call of `aws plan` or `aws apply` failed; the message names the call and the answer."""
+
+    code = "aws_call_failed"
     cli_only = True
 
 

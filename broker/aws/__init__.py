@@ -2,5 +2,7 @@
 
 What belongs here: ``verify`` (assume the test role with a minted token, then show the own prefix
 allowed and a foreign one denied), the diagnosis that explains a failed proof, and rendering the
-trust, role and bucket policies from the config. boto3 is imported here and nowhere else.
+trust, role and bucket policies from the config; the bring-up of the test side of an account
+(``aws plan | apply | template``: the desired state, the plan, applying it, the CloudFormation
+rendering, and the account the clients talk to). boto3 is imported here and nowhere else.
 """

@@ -153,9 +153,11 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
 
 # Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.
 from broker.cli.aws import policy, verify
+from broker.cli.bringup import aws_group
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
 
+main.add_command(aws_group)
 main.add_command(credentials_group)
 main.add_command(audit)
 main.add_command(doctor)
