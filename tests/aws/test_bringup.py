@@ -253,3 +253,13 @@ def test_drift_made_in_the_account_is_planned_and_repaired(
     assert found[("bucket", BUCKETS["vault"])]["action"] == "unchanged"
     changes(moto, "apply", config)
     assert actions(changes(moto, "plan", config)) == {"unchanged"}
+
+
+def test_buckets_are_made_in_the_region_asked_for(moto: MotoServer, tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    done = cli(moto, "aws", "apply", "--config", str(config), "--region", "eu-west-1")
+    assert done.returncode == 0, done.stderr
+    location = moto.client("s3").get_bucket_location(Bucket=BUCKETS["mail"])
+    assert location["LocationConstraint"] == "eu-west-1"
+    again = cli(moto, "aws", "plan", "--config", str(config), "--region", "eu-west-1", "--json")
+    assert {c["action"] for c in json.loads(again.stdout)["changes"]} == {"unchanged"}
