@@ -11,6 +11,7 @@ textual comparison would report an update on every run.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -126,6 +127,15 @@ def plan_role(clients: AwsClients, spec: RoleSpec) -> Change:
     return _change("role", spec.name, differ, spec.resource)
 
 
+def same_lifecycle(found: Sequence[Mapping[str, Any]], wanted: list[dict[str, Any]]) -> bool:
+    """The bucket holds exactly the wanted lifecycle rules (by ID), each as written; members S3
+    adds of its own accord are not differences."""
+    by_id = {rule.get("ID"): rule for rule in found}
+    if set(by_id) != {rule["ID"] for rule in wanted}:
+        return False
+    return all({k: by_id[rule["ID"]].get(k) for k in rule} == rule for rule in wanted)
+
+
 def _bucket_differs(clients: AwsClients, spec: BucketSpec) -> list[str]:
     s3, name = clients.s3, spec.name
     differ = []
@@ -159,8 +169,7 @@ def _bucket_differs(clients: AwsClients, spec: BucketSpec) -> list[str]:
         lambda: s3.get_bucket_lifecycle_configuration(Bucket=name),
         "NoSuchLifecycleConfiguration",
     )
-    found_rules = lifecycle.get("Rules", []) if lifecycle else []
-    if canonical(found_rules) != canonical(spec.lifecycle_rules()):
+    if not same_lifecycle(lifecycle.get("Rules", []) if lifecycle else [], spec.lifecycle_rules()):
         differ.append("lifecycle")
     return differ
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 
 from broker.aws.desired import desired_state, public_issuer_problem, run_prefixes
-from broker.aws.plan import same_policy
+from broker.aws.plan import same_lifecycle, same_policy
 from broker.config import Settings
 from tests.aws.bringup_config import THUMBPRINT
 
@@ -128,3 +128,19 @@ def test_without_configured_thumbprints_the_served_one_is_registered(
     assert desired.provider.thumbprints == ("b" * 40,)
     assert desired.provider.client_ids == ("sts.amazonaws.com",)
     assert desired.provider.arn.endswith(":oidc-provider/oidc-test.example.com")
+
+
+RULE = {
+    "ID": "test-broker-expire-ci",
+    "Filter": {"Prefix": "ci/"},
+    "Status": "Enabled",
+    "Expiration": {"Days": 7},
+}
+
+
+def test_lifecycle_rules_match_by_id_and_members_s3_adds_are_no_difference() -> None:
+    returned = {**RULE, "Expiration": {"Days": 7}, "NoncurrentVersionTransitions": []}
+    assert same_lifecycle([returned], [RULE])
+    assert not same_lifecycle([{**RULE, "Expiration": {"Days": 3}}], [RULE])
+    assert not same_lifecycle([RULE, {**RULE, "ID": "someone-else"}], [RULE])
+    assert not same_lifecycle([], [RULE])
