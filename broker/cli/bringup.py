@@ -54,7 +54,11 @@ def _checked(config_file: Path | None, region: str | None) -> tuple[AwsClients, 
     return clients, desired
 
 
-def _print_changes(changes: list[Change], as_json: bool) -> None:
+_PLANNED = {"create": "to create", "update": "to update", "unchanged": "unchanged"}
+_DONE = {"create": "created", "update": "updated", "unchanged": "unchanged"}
+
+
+def _print_changes(changes: list[Change], as_json: bool, words: dict[str, str]) -> None:
     if as_json:
         click.echo(json.dumps({"changes": [c.as_dict() for c in changes]}, indent=2))
         return
@@ -62,13 +66,8 @@ def _print_changes(changes: list[Change], as_json: bool) -> None:
         (c.kind, c.name, c.resource or "-", c.action, ", ".join(c.fields) or "-") for c in changes
     ]
     click.echo(table(("KIND", "NAME", "RESOURCE", "ACTION", "PARTS"), rows))
-    counts = {a: sum(c.action == a for c in changes) for a in ("create", "update", "unchanged")}
-    click.echo(
-        "\n"
-        + ", ".join(
-            f"{n} to {a}" if a != "unchanged" else f"{n} unchanged" for a, n in counts.items()
-        )
-    )
+    counts = (f"{sum(c.action == a for c in changes)} {word}" for a, word in words.items())
+    click.echo("\n" + ", ".join(counts))
 
 
 @click.group("aws")
@@ -106,7 +105,7 @@ def plan_command(config_file: Path | None, region: str | None, as_json: bool) ->
     from broker.aws.plan import plan
 
     clients, desired = _checked(config_file, region)
-    _print_changes(plan(clients, desired), as_json)
+    _print_changes(plan(clients, desired), as_json, _PLANNED)
 
 
 @aws_group.command("apply")
@@ -131,12 +130,11 @@ def apply_command(config_file: Path | None, region: str | None, as_json: bool) -
     changes = plan(clients, desired)
 
     def progress(change: Change) -> None:
-        done = {"create": "created", "update": "updated", "unchanged": "unchanged"}[change.action]
         parts = f" ({', '.join(change.fields)})" if change.action == "update" else ""
-        click.echo(f"{change.kind} {change.name}: {done}{parts}", err=True)
+        click.echo(f"{change.kind} {change.name}: {_DONE[change.action]}{parts}", err=True)
 
     apply(clients, desired, changes, progress)
-    _print_changes(changes, as_json)
+    _print_changes(changes, as_json, _DONE)
 
 
 @aws_group.command("template")

@@ -141,6 +141,7 @@ def test_apply_creates_what_the_config_says_and_a_second_run_changes_nothing(
     assert done.returncode == 0, done.stderr
     progress = done.stderr.splitlines()
     assert f"role {ROLES['mail']}: created" in progress
+    assert done.stdout.splitlines()[-1] == "5 created, 0 updated, 0 unchanged"
     assert f"bucket {BUCKETS['vault']}: created" in progress
 
     provider = _provider(moto)
