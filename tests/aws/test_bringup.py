@@ -71,7 +71,7 @@ def actions(found: dict[tuple[str, str], dict[str, Any]]) -> set[str]:
         ({"oidc_issuer": "https://oidc-test"}, "is not a public DNS name"),
     ],
 )
-@pytest.mark.parametrize("verb", ["plan", "apply"])
+@pytest.mark.parametrize("verb", ["plan", "apply", "template"])
 def test_a_refused_config_makes_no_aws_call(
     moto: MotoServer, tmp_path: Path, verb: str, overrides: dict[str, Any], message: str
 ) -> None:

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import trustme
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
+from broker.doctor.fetch_guard import Guard
+from broker.main import main
 from tests.aws.bringup_config import BUCKETS, ISSUER, ROLES, THUMBPRINT, write_config
+from tests.doctor.doctor_fixtures import ToLoopback, crafted_issuer
 
 pytestmark = pytest.mark.integration
 
@@ -82,3 +91,45 @@ def test_cfn_lint_does_catch_a_broken_template(tmp_path: Path) -> None:
     done = lint(doc, tmp_path)
     assert done.returncode != 0
     assert "ROT13" in done.stdout
+
+
+def _served_by(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
+    # The address override: the issuer's name reaches the loopback test server, as DNS would.
+    def for_issuer(cls: type[Guard], issuer: str, resolver: Any = None) -> Guard:
+        return ToLoopback(allow_loopback=False, port=port)
+
+    monkeypatch.setattr(Guard, "for_issuer", classmethod(for_issuer))
+
+
+def test_without_oidc_thumbprints_the_served_top_intermediate_is_registered(
+    tls_ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intermediate = tls_ca.create_child_ca()
+    chain = intermediate.issue_cert("oidc-test.example.com").private_key_and_cert_chain_pem
+    config = write_config(tmp_path, oidc_thumbprints=[])
+    with crafted_issuer(chain.bytes(), lambda url: {}, host="oidc-test.example.com") as url:
+        _served_by(monkeypatch, urlsplit(url).port or 0)
+        done = CliRunner().invoke(main, ["aws", "template", "--config", str(config)])
+    assert done.exit_code == 0, done.output
+    [provider] = [
+        r["Properties"]
+        for r in json.loads(done.stdout)["Resources"].values()
+        if r["Type"] == "AWS::IAM::OIDCProvider"
+    ]
+    served = x509.load_pem_x509_certificate(intermediate.cert_pem.bytes())
+    assert provider["ThumbprintList"] == [served.fingerprint(hashes.SHA1()).hex()]  # noqa: S303
+
+
+def test_no_served_chain_and_no_oidc_thumbprints_is_one_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as silent:  # accepts, never speaks TLS
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        _served_by(monkeypatch, silent.getsockname()[1])
+        config = write_config(tmp_path, oidc_thumbprints=[])
+        done = CliRunner().invoke(main, ["aws", "template", "--config", str(config)])
+    assert done.exit_code == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: cannot compute the OIDC thumbprint of https://oidc-test")
+    assert "set oidc_thumbprints" in line

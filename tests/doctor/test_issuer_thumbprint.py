@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import trustme
@@ -16,21 +15,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from broker.doctor import tls_check
-from broker.doctor.fetch_guard import Guard, remaining
-from tests.doctor.doctor_fixtures import crafted_issuer
+from broker.doctor.fetch_guard import Guard
+from tests.doctor.doctor_fixtures import ToLoopback, crafted_issuer
 
 ISSUER = "https://oidc-test.example.com"
-
-
-@dataclass(frozen=True)
-class ToLoopback(Guard):
-    """Connects ``oidc-test.example.com:443`` to the test server; refuses anything else."""
-
-    port: int = 0
-
-    def connect(self, host: str, port: int, *, deadline: float) -> socket.socket:
-        assert (host, port) == ("oidc-test.example.com", 443)
-        return socket.create_connection(("127.0.0.1", self.port), timeout=remaining(deadline))
 
 
 def _sha1(pem: bytes) -> str:
