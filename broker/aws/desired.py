@@ -13,7 +13,6 @@ refuses names without the test marker).
 from __future__ import annotations
 
 import ipaddress
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from broker.aws import policy
 from broker.aws.policy import Document
 from broker.config import Settings
+from broker.config.resources import run_prefix_heads
 from broker.errors import ConfigError
 from broker.sts.issuer_rules import is_loopback_host
 
@@ -103,19 +103,6 @@ def public_issuer_problem(issuer: str) -> str | None:
     return None
 
 
-def run_prefixes(patterns: list[str]) -> list[str]:
-    """The literal key prefixes a lifecycle rule can filter on, one per run-prefix pattern.
-
-    A lifecycle filter takes no wildcard, so each pattern contributes its literal head
-    (``ci/*/**`` gives ``ci/``); a prefix inside another one is dropped.
-    """
-    heads = {
-        "/".join(itertools.takewhile(lambda s: "*" not in s, p.split("/"))) + "/" for p in patterns
-    }
-    ordered = sorted(heads)  # a prefix sorts before everything it covers
-    return [h for i, h in enumerate(ordered) if not any(h.startswith(o) for o in ordered[:i])]
-
-
 def desired_state(settings: Settings, served_thumbprint: Callable[[], str]) -> Desired:
     """The test side of the account for ``settings``; ConfigError when it cannot be brought up.
 
@@ -149,7 +136,7 @@ def desired_state(settings: Settings, served_thumbprint: Callable[[], str]) -> D
         )
         for r in settings.resources
     )
-    prefixes = tuple(run_prefixes(settings.run_prefix_patterns))
+    prefixes = tuple(run_prefix_heads(settings.run_prefix_patterns))
     buckets = tuple(
         BucketSpec(
             resource=r.name,

@@ -18,6 +18,7 @@ from broker.cli.common import (
     read_ca_file,
     read_text_file,
     reports_errors,
+    resource_option,
     table,
 )
 from broker.config import Settings
@@ -26,14 +27,6 @@ from broker.errors import ConfigError
 if TYPE_CHECKING:
     from broker.aws.proof import Target
     from broker.aws.verify import ProofReport
-
-
-resource_option = click.option(
-    "--resource",
-    "resource_name",
-    metavar="NAME",
-    help="The [[resources]] table to use (needed when several are configured).",
-)
 
 
 @click.group()

@@ -26,6 +26,7 @@ __all__ = [
     "read_json_file",
     "read_text_file",
     "reports_errors",
+    "resource_option",
     "table",
     "tree_error",
     "when",
@@ -41,6 +42,12 @@ config_option = click.option(
     help="TOML config file (default: $BROKER_CONFIG, else built-in defaults).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+resource_option = click.option(
+    "--resource",
+    "resource_name",
+    metavar="NAME",
+    help="The [[resources]] table to use (needed when several are configured).",
+)
 
 
 def load_config(config_file: Path | None, **overrides: Any) -> Settings:

@@ -156,6 +156,7 @@ from broker.cli.aws import policy, verify
 from broker.cli.bringup import aws_group
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
+from broker.cli.reap import reap
 
 main.add_command(aws_group)
 main.add_command(credentials_group)
@@ -163,3 +164,4 @@ main.add_command(audit)
 main.add_command(doctor)
 main.add_command(policy)
 main.add_command(verify)
+main.add_command(reap)

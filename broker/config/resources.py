@@ -15,7 +15,9 @@ Rules that need the rest of the config (the test marker, the account, tag keys) 
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -207,6 +209,20 @@ def check_run_prefix_patterns(values: list[str]) -> list[str]:
                 "a pattern starting with a wildcard would cover the whole bucket"
             )
     return values
+
+
+def run_prefix_heads(patterns: Sequence[str]) -> list[str]:
+    """The literal key prefixes holding every key the patterns cover (``ci/*/**`` gives ``ci/``).
+
+    What reap lists and what a lifecycle rule filters on (neither takes a wildcard); a prefix
+    inside another one is dropped. Never empty strings: every pattern starts with a literal.
+    """
+    heads = set()
+    for pattern in patterns:
+        literal = itertools.takewhile(lambda segment: "*" not in segment, pattern.split("/"))
+        heads.add("/".join(literal) + "/")
+    ordered = sorted(heads)  # a prefix sorts before everything it covers
+    return [h for i, h in enumerate(ordered) if not any(h.startswith(o) for o in ordered[:i])]
 
 
 Thumbprints = Annotated[list[str], AfterValidator(check_thumbprints)]

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from broker.aws.desired import desired_state, public_issuer_problem, run_prefixes
+from broker.aws.desired import desired_state, public_issuer_problem
 from broker.aws.plan import same_lifecycle, same_policy
 from broker.config import Settings
 from tests.aws.bringup_config import THUMBPRINT
@@ -62,21 +62,6 @@ def test_a_policy_that_means_something_else_differs(edit: Callable[[Any], None])
     changed = json.loads(json.dumps(POLICY))
     edit(changed)
     assert not same_policy(quote(json.dumps(changed)), POLICY)
-
-
-@pytest.mark.parametrize(
-    ("patterns", "prefixes"),
-    [
-        (["ci/*/**", "gh/**", "gl/**"], ["ci/", "gh/", "gl/"]),
-        (["ci/*/pr-*/run-*"], ["ci/"]),
-        (["ci/main/**", "ci/*/**"], ["ci/"]),  # ci/main/ lies inside ci/
-        (["ci/nightly"], ["ci/nightly/"]),
-    ],
-)
-def test_a_lifecycle_rule_filters_on_each_pattern_s_literal_head(
-    patterns: list[str], prefixes: list[str]
-) -> None:
-    assert run_prefixes(patterns) == prefixes
 
 
 @pytest.mark.parametrize(
