@@ -34,6 +34,11 @@ def _served_thumbprint(settings: Settings) -> str:
             f"cannot compute the OIDC thumbprint of {settings.oidc_issuer} ({why}): serve the "
             "issuer over TLS first, or set oidc_thumbprints in the config"
         )
+    click.echo(
+        f"note: OIDC thumbprint {endpoint.thumbprint} is the top intermediate CA that "
+        f"{endpoint.host} serves; set oidc_thumbprints to pin it",
+        err=True,
+    )
     return endpoint.thumbprint
 
 

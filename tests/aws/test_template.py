@@ -117,7 +117,9 @@ def test_without_oidc_thumbprints_the_served_top_intermediate_is_registered(
         if r["Type"] == "AWS::IAM::OIDCProvider"
     ]
     served = x509.load_pem_x509_certificate(intermediate.cert_pem.bytes())
-    assert provider["ThumbprintList"] == [served.fingerprint(hashes.SHA1()).hex()]  # noqa: S303
+    thumbprint = served.fingerprint(hashes.SHA1()).hex()  # noqa: S303 - IAM's own
+    assert provider["ThumbprintList"] == [thumbprint]
+    assert f"note: OIDC thumbprint {thumbprint} is the top intermediate CA" in done.stderr
 
 
 def test_no_served_chain_and_no_oidc_thumbprints_is_one_config_error(
