@@ -7,8 +7,13 @@ from listings taken before and after each run.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -219,3 +224,37 @@ def test_deletes_go_in_batches_of_1000(seaweed: SeaweedStack, aws_env: None, nam
     assert (sizes, ticks) == ([1000, 5], [1000, 5])
     assert not set(keys) & set(listing(seaweed))
     cast(Any, s3).close()
+
+
+def test_a_terminal_gets_a_progress_bar_on_stderr(
+    seaweed: SeaweedStack, config_file: Path, aws_env: None, name: str
+) -> None:
+    put(seaweed, [(BUCKET, f"ci/{name}/run-1/{i}") for i in range(3)])
+    argv = [sys.executable, "-m", "broker", "reap", "--config", str(config_file)]
+    argv += ["--scope", f"ci/{name}/run-1", "--now", str(int(time.time()) + 60)]
+    controller, terminal = pty.openpty()  # the bar is small: it fits the pty buffer unread
+    try:
+        proc = subprocess.run(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal side is closed and drained
+            while chunk := os.read(controller, 4096):
+                shown += chunk
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0, shown
+    assert b"deleting" in shown
+    assert "deleting" not in proc.stdout  # stdout keeps only the summary
+    assert proc.stdout.splitlines()[2].split() == [
+        BUCKET,
+        "1",
+        "3",
+        str(3 * len(f"ci/{name}/run-1/0")),
+    ]
