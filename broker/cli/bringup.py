@@ -144,9 +144,12 @@ def apply_command(config_file: Path | None, region: str | None, as_json: bool) -
 
 @aws_group.command("template")
 @config_option
+@json_option
 @reports_errors
-def template_command(config_file: Path | None) -> None:
+def template_command(config_file: Path | None, as_json: bool) -> None:
     """Print the same resources as a CloudFormation template (JSON); no AWS call.
+
+    The template is JSON either way; --json makes a failure a JSON body too.
 
     \b
     Example:

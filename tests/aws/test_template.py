@@ -125,13 +125,15 @@ def test_without_oidc_thumbprints_the_served_top_intermediate_is_registered(
 def test_no_served_chain_and_no_oidc_thumbprints_is_one_config_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with socket.socket() as silent:  # accepts, never speaks TLS
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        _served_by(monkeypatch, silent.getsockname()[1])
-        config = write_config(tmp_path, oidc_thumbprints=[])
-        done = CliRunner().invoke(main, ["aws", "template", "--config", str(config)])
+    config = write_config(tmp_path, oidc_thumbprints=[])
+    argv = ["aws", "template", "--config", str(config)]
+    with socket.socket() as closed:  # a port of ours that refuses connections
+        closed.bind(("127.0.0.1", 0))
+        _served_by(monkeypatch, closed.getsockname()[1])
+        done = CliRunner().invoke(main, argv)
+        as_json = CliRunner().invoke(main, [*argv, "--json"])
     assert done.exit_code == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: cannot compute the OIDC thumbprint of https://oidc-test")
     assert "set oidc_thumbprints" in line
+    assert (as_json.exit_code, json.loads(as_json.stdout)["error"]) == (2, "config_error")
