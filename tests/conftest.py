@@ -16,6 +16,9 @@ from broker.config import Settings, load_settings
 from broker.store.sqlite import DB_FILES
 from broker.testing.live import LiveBroker, StartBroker, serving
 
+# The pytest plugin's own tests (tests/testing) run pytest inside pytest.
+pytest_plugins = ["pytester"]
+
 
 def _only_sqlite_opens_its_files(event: str, args: tuple[Any, ...]) -> None:
     """Fail any Python-level open of a SQLite database file, in the product or in a test.

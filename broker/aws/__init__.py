@@ -2,5 +2,6 @@
 
 What belongs here: ``verify`` (assume the test role with a minted token, then show the own prefix
 allowed and a foreign one denied), the diagnosis that explains a failed proof, and rendering the
-trust, role and bucket policies from the config. boto3 is imported here and nowhere else.
+trust, role and bucket policies from the config. boto3 is imported here and in broker.client
+(a test run's own session), nowhere else.
 """

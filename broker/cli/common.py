@@ -17,6 +17,7 @@ from broker.errors import BrokerError, InputFileError, LocalIoError
 from broker.store import StoreError
 
 __all__ = [
+    "OneLineUsage",
     "config_option",
     "input_file",
     "json_option",
@@ -39,6 +40,25 @@ config_option = click.option(
     help="TOML config file (default: $BROKER_CONFIG, else built-in defaults).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+class OneLineUsage(click.Command):
+    """A command whose usage errors (unknown option, bad value) are one line and exit 2, like
+    every other failure, instead of click's usage block: scripts read one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else info_name
+            click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
 
 
 def reports_errors(func: F) -> F:

@@ -12,14 +12,14 @@ from typing import Any
 
 import click
 
-from broker.cli.common import input_file, json_option, reports_errors
+from broker.cli.common import OneLineUsage, input_file, json_option, reports_errors
 from broker.client import Client, config_from_env
 from broker.client.command_runner import run_with_token
 from broker.client.token_file import aws_env, default_token_path, write_token_file
 from broker.errors import ConfigError, LocalIoError
 
 
-@click.command("token")
+@click.command("token", cls=OneLineUsage)
 @click.option("--broker", "url", default=None, help="Broker base URL [env TEST_BROKER_URL].")
 @click.option(
     "--bearer-file",

@@ -167,7 +167,12 @@ class Client:
         name = bucket or self.config.bucket
         if not name:
             raise ConfigError("no test bucket: pass bucket or set TEST_BROKER_BUCKET")
-        return delete_prefix(session or self.aws_session(target), name, target + "/")
+        if session is None:
+            # Below the run scope, the run's own token reaches it (a CI allowance such as
+            # ci/<name>/pr-*/run-* would refuse a token for the deeper prefix itself).
+            run = self.run_scope()
+            session = self.aws_session(run if target.startswith(run + "/") else target)
+        return delete_prefix(session, name, target + "/")
 
 
 _default: Client | None = None

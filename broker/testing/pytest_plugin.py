@@ -87,6 +87,11 @@ def test_broker(
     if url:
         yield url.rstrip("/")
         return
+    if _bearer_file(request.config) is not None:
+        raise pytest.UsageError(
+            f"{BEARER_FILE_OPTION} names a secret of a broker, but no broker URL is configured "
+            f"({URL_OPTION}, ${URL_VAR} or ini {URL_INI})"
+        )
     # Only a session that needs its own broker pays for the server stack.
     from broker.config import load_settings
     from broker.testing.live import serving
@@ -127,14 +132,15 @@ def test_jwt(test_broker_client: Client) -> TestJwt:
     return get
 
 
-@pytest.fixture(scope="session")
-def run_scope(test_broker_client: Client) -> str:
+# The fixtures below are broker.client's functions of the same names, bound to the session's client.
+@pytest.fixture(scope="session", name="run_scope")
+def run_scope_fixture(test_broker_client: Client) -> str:
     """This run's prefix: TEST_BROKER_SCOPE, the CI run's, or ``<namespace>/local-…``."""
     return test_broker_client.run_scope()
 
 
-@pytest.fixture
-def aws_session(test_broker_client: Client, run_scope: str) -> Iterator[boto3.Session]:
+@pytest.fixture(name="aws_session")
+def aws_session_fixture(test_broker_client: Client, run_scope: str) -> Iterator[boto3.Session]:
     """A boto3 Session for the run scope (TEST_BROKER_ROLE_ARN); afterwards, pass or fail, every
     object under the run's prefix in TEST_BROKER_BUCKET is deleted."""
     session = test_broker_client.aws_session(run_scope)
