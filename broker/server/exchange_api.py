@@ -3,7 +3,7 @@
 The job token is the credential: no bearer. Verification is broker/callers/exchange.py with the
 issuer's keys from broker/server/issuer_keys.py; minting, audit and rate limits are the mint
 endpoint's. Every attempt that carries a token is recorded with the token's iss, sub, jti and the
-claims its scope came from (marked unverified when verification failed); refused attempts cost
+claims its scope came from (refused: the claims its table looks at, marked unverified); refused attempts cost
 the client address its failed-authentication budget, as a bad bearer does, which also bounds how
 fast they can add audit rows. Requests with no token at all, 429s, and 503s while a provider's
 keys cannot be fetched (any token naming it gets that far unverified, at no cost) are counted per
@@ -24,6 +24,7 @@ from broker.callers import exchange
 from broker.callers.claims import MintRequest
 from broker.callers.scopes import check_scope
 from broker.config import Settings
+from broker.config.trusted_issuers import TrustedIssuer
 from broker.errors import (
     BrokerError,
     InvalidGrant,
@@ -112,7 +113,7 @@ class ExchangeApi:
             table = exchange.trusted_table(
                 attempt.token, self.settings.trusted_issuers, self.settings.oidc_issuer
             )
-            attempt.issuer = table.issuer_url
+            attempt.issuer, attempt.table = table.issuer_url, table
             alg, kid = exchange.signing_alg(attempt.token)
             key = await self.keys.key(table, kid)
             grant = exchange.grant_for(attempt.token, table, key, alg, now)
@@ -164,14 +165,17 @@ class _Attempt:
     started: float = field(default_factory=time.time)
     token: exchange.SubjectToken | None = None
     issuer: str = UNTRUSTED
+    table: TrustedIssuer | None = None
     grant: exchange.Grant | None = None
     scope: str | None = None
 
     def record(self, result: str, minted: MintResult | None = None) -> AuditRecord:
         assert self.token is not None  # noqa: S101 - recorded only once a token was read
-        subject = self.token.audit(
-            self.grant.used if self.grant else None, verified=self.grant is not None
-        )
+        if self.grant is not None:
+            subject = self.token.audit(self.grant.used, verified=True)
+        else:
+            looked = self.token.looked_at(self.table) if self.table else None
+            subject = self.token.audit(looked, verified=False)
         return AuditRecord(
             at=self.started,
             caller_kind=CALLER_KIND,

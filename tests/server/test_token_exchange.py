@@ -242,7 +242,11 @@ def test_every_exchange_is_audited_with_the_subject(
     }
     assert bad["result"] == "invalid_grant"
     assert json.loads(bad["subject"])["jti"] == "job-bad"
-    assert json.loads(bad["subject"])["verified"] is False
+    refused = json.loads(bad["subject"])
+    assert refused["verified"] is False
+    # What was refused is on record: the claims the table looks at, as the token had them.
+    assert refused["claims"]["repository"] == "evil/app"
+    assert refused["claims"]["ref"] == "refs/pull/12/merge"
 
 
 def test_metrics_count_exchanges_by_issuer_and_result(
