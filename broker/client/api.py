@@ -34,6 +34,8 @@ class Namespace:
 
 
 class Client:
+    """Tokens, the run scope, AWS sessions and cleanup for one credential at one broker."""
+
     def __init__(self, config: ClientConfig, api: BrokerApi | None = None) -> None:
         self.config = config
         self.api = api or BrokerApi(config)
