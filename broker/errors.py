@@ -4,44 +4,48 @@ Class, code, then the HTTP status the API answers with; ``exit N`` marks an erro
 command reports, with its exit code (a command reporting an HTTP error exits ``exit_code``, 1).
 The tree is generated from the classes (``python -m broker.docs``; tests/server/test_errors.py):
 
-    BrokerError                 internal_error          500
-    ├── BadRequest              bad_request             400
-    │   ├── InvalidJson         invalid_json            400
-    │   ├── InvalidRequest      invalid_request         400
-    │   │   └── ScopeMalformed  scope_malformed         400
-    │   ├── StsRuleViolation    sts_rule_violation      400
-    │   ├── TtlTooLong          ttl_too_long            400
-    │   └── ClientDisconnected  client_disconnected     400
-    ├── Unauthorized            unauthorized            401
-    ├── ScopeNotAllowed         scope_not_allowed       403
-    ├── NotFound                not_found               404
-    ├── MethodNotAllowed        method_not_allowed      405
-    ├── BodyTooLarge            body_too_large          413
-    ├── RequestTimeout          request_timeout         408
-    ├── HeaderTooLarge          header_too_large        431
-    ├── TooManyConnections      too_many_connections    503
-    ├── UnsupportedMediaType    unsupported_media_type  415
-    ├── NotReady                not_ready               503
-    ├── KeyStoreError           key_store_error         exit 1
-    │   ├── KeyNotFound         key_not_found           exit 1
-    │   └── TooManyKeys         too_many_keys           exit 1
-    ├── CredentialNotFound      credential_not_found    exit 1
-    ├── CredentialExists        credential_exists       exit 1
-    ├── AuditUnavailable        audit_unavailable       503
-    ├── StoreUnavailable        store_unavailable       503
-    │   └── CredentialDamaged   credential_damaged      503
-    ├── RateLimited             rate_limited            429
-    ├── IssuerNotConformant     issuer_not_conformant   exit 1
-    ├── VerifyFailed            verify_failed           exit 1
-    ├── AccountMismatch         account_mismatch        exit 1
-    ├── AwsCallFailed           aws_call_failed         exit 1
-    ├── ConfigError             config_error            exit 2
-    ├── InputFileError          input_file_error        exit 2
-    │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
-    ├── BrokerRefused           broker_refused          exit 1
-    ├── BrokerUnavailable       broker_unavailable      exit 1
-    ├── LocalIoError            io_error                exit 1
-    └── ReapRefused             reap_refused            exit 1
+    BrokerError                   internal_error          500
+    ├── BadRequest                bad_request             400
+    │   ├── InvalidJson           invalid_json            400
+    │   ├── InvalidRequest        invalid_request         400
+    │   │   └── ScopeMalformed    scope_malformed         400
+    │   ├── StsRuleViolation      sts_rule_violation      400
+    │   ├── TtlTooLong            ttl_too_long            400
+    │   ├── ClientDisconnected    client_disconnected     400
+    │   ├── InvalidGrant          invalid_grant           400
+    │   ├── UnsupportedGrantType  unsupported_grant_type  400
+    │   └── InvalidScope          invalid_scope           400
+    ├── Unauthorized              unauthorized            401
+    ├── ScopeNotAllowed           scope_not_allowed       403
+    ├── NotFound                  not_found               404
+    ├── MethodNotAllowed          method_not_allowed      405
+    ├── BodyTooLarge              body_too_large          413
+    ├── RequestTimeout            request_timeout         408
+    ├── HeaderTooLarge            header_too_large        431
+    ├── TooManyConnections        too_many_connections    503
+    ├── UnsupportedMediaType      unsupported_media_type  415
+    ├── NotReady                  not_ready               503
+    ├── KeyStoreError             key_store_error         exit 1
+    │   ├── KeyNotFound           key_not_found           exit 1
+    │   └── TooManyKeys           too_many_keys           exit 1
+    ├── CredentialNotFound        credential_not_found    exit 1
+    ├── CredentialExists          credential_exists       exit 1
+    ├── AuditUnavailable          audit_unavailable       503
+    ├── StoreUnavailable          store_unavailable       503
+    │   └── CredentialDamaged     credential_damaged      503
+    ├── IssuerUnavailable         issuer_unavailable      503
+    ├── RateLimited               rate_limited            429
+    ├── IssuerNotConformant       issuer_not_conformant   exit 1
+    ├── VerifyFailed              verify_failed           exit 1
+    ├── AccountMismatch           account_mismatch        exit 1
+    ├── AwsCallFailed             aws_call_failed         exit 1
+    ├── ConfigError               config_error            exit 2
+    ├── InputFileError            input_file_error        exit 2
+    │   └── TrustPolicyInvalid    trust_policy_invalid    exit 2
+    ├── BrokerRefused             broker_refused          exit 1
+    ├── BrokerUnavailable         broker_unavailable      exit 1
+    ├── LocalIoError              io_error                exit 1
+    └── ReapRefused               reap_refused            exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
 ``{"error": code, "message": sentence}`` (a refused scope adds the credential's ``allowance``); the
@@ -108,6 +112,24 @@ class ClientDisconnected(BadRequest):
     """The client closed the connection before its whole request body arrived."""
 
     code = "client_disconnected"
+
+
+class InvalidGrant(BadRequest):
+    """Token exchange: the subject token is not one this broker trusts (RFC 6749 code)."""
+
+    code = "invalid_grant"
+
+
+class UnsupportedGrantType(BadRequest):
+    """Token exchange: grant_type is not RFC 8693's token-exchange grant (RFC 6749 code)."""
+
+    code = "unsupported_grant_type"
+
+
+class InvalidScope(BadRequest):
+    """Token exchange: the requested scope is not the derived scope or below it (RFC 6749)."""
+
+    code = "invalid_scope"
 
 
 class Unauthorized(BrokerError):
@@ -244,6 +266,13 @@ class CredentialDamaged(StoreUnavailable):
     """The caller's credential row was damaged outside the CLI; an operator must replace it."""
 
     code = "credential_damaged"
+
+
+class IssuerUnavailable(BrokerError):
+    """Token exchange: a trusted issuer's discovery or JWKS could not be fetched; retry."""
+
+    code = "issuer_unavailable"
+    status = 503
 
 
 class RateLimited(BrokerError):

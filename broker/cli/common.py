@@ -18,6 +18,7 @@ from broker.errors import BrokerError, InputFileError, LocalIoError
 from broker.store import StoreError
 
 __all__ = [
+    "OneLineUsage",
     "config_option",
     "input_file",
     "json_option",
@@ -56,6 +57,25 @@ def load_config(config_file: Path | None, **overrides: Any) -> Settings:
     for note in settings.deprecations:
         click.echo(f"warning: {note}", err=True)
     return settings
+
+
+class OneLineUsage(click.Command):
+    """A command whose usage errors (unknown option, bad value) are one line and exit 2, like
+    every other failure, instead of click's usage block: scripts read one line."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else info_name
+            click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
 
 
 def reports_errors(func: F) -> F:

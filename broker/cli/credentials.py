@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,7 +17,7 @@ from broker.callers import credentials
 from broker.cli.common import config_option, json_option, load_config, reports_errors, table, when
 from broker.config import MAX_ROTATION_GRACE, MIN_TOKEN_TTL, Settings
 from broker.errors import ConfigError, InvalidRequest
-from broker.store import Store, exists, open_store
+from broker.store import AuditRecord, Store, exists, open_store
 from broker.sts.tags import MAX_TAG_VALUE, TAG_PUNCTUATION, plain_tag_key_ok, tag_value_ok
 
 
@@ -232,7 +233,7 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
         click.echo(
             json.dumps(
                 {
-                    "records": [r._asdict() for r in records],
+                    "records": [_record(r) for r in records],
                     "unauthenticated_refusals": [asdict(r) for r in refusals],
                 },
                 indent=2,
@@ -256,6 +257,15 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
         click.echo("\nrefused before authentication (per client address and minute):")
         counted = [(when(r.minute), r.client, r.error, r.count) for r in refusals]
         click.echo(table(("MINUTE", "CLIENT", "ERROR", "COUNT"), counted))
+
+
+def _record(record: AuditRecord) -> dict[str, Any]:
+    """A record for --json; a token exchange's subject (stored as JSON text) as an object."""
+    shown = record._asdict()
+    if record.subject is not None:
+        with suppress(ValueError):  # damaged outside the broker: shown as stored
+            shown["subject"] = json.loads(record.subject)
+    return shown
 
 
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]+)?")

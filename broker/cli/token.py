@@ -12,14 +12,14 @@ from typing import Any
 
 import click
 
-from broker.cli.common import input_file, json_option, reports_errors
-from broker.client import Client, config_from_env
+from broker.cli.common import OneLineUsage, input_file, json_option, reports_errors
+from broker.client import Client, MintedToken, config_from_env
 from broker.client.command_runner import run_with_token
 from broker.client.token_file import aws_env, default_token_path, write_token_file
 from broker.errors import ConfigError, LocalIoError
 
 
-@click.command("token")
+@click.command("token", cls=OneLineUsage)
 @click.option("--broker", "url", default=None, help="Broker base URL [env TEST_BROKER_URL].")
 @click.option(
     "--bearer-file",
@@ -34,6 +34,28 @@ from broker.errors import ConfigError, LocalIoError
 )
 @click.option(
     "--auth-token", default=None, help="Proof for --federation-proof (default: federation-proof)."
+)
+@click.option(
+    "--github-actions",
+    is_flag=True,
+    help="Exchange this GitHub Actions job's OIDC token (needs permissions: id-token: write).",
+)
+@click.option(
+    "--subject-token-file",
+    type=input_file,
+    default=None,
+    help="Exchange the CI job token in FILE (e.g. GitLab id_tokens written to a file).",
+)
+@click.option(
+    "--subject-token-env",
+    metavar="VAR",
+    default=None,
+    help="Exchange the CI job token in $VAR (GitLab id_tokens) [auto: TEST_BROKER_ID_TOKEN].",
+)
+@click.option(
+    "--audience",
+    default=None,
+    help="aud of the GitHub job token [env TEST_BROKER_AUDIENCE; default: the broker URL].",
 )
 @click.option(
     "--scope", default=None, help="Scope to ask for [env TEST_BROKER_SCOPE; default below]."
@@ -57,6 +79,10 @@ def token_command(
     bearer_file: Path | None,
     federation_proof: bool,
     auth_token: str | None,
+    github_actions: bool,
+    subject_token_file: Path | None,
+    subject_token_env: str | None,
+    audience: str | None,
     scope: str | None,
     ttl: int | None,
     out: Path | None,
@@ -67,7 +93,9 @@ def token_command(
 ) -> None:
     """Fetch a test JWT: print it, write a token file, print AWS env, or run CMD with it.
 
-    The default scope in CI is the run's (GitHub: pr-N/run-ID-ATTEMPT, GitLab: pr-IID/run-ID,
+    In a CI job with no bearer set, the job's own OIDC token is exchanged for the token
+    (GitHub Actions with `id-token: write`; GitLab `id_tokens: TEST_BROKER_ID_TOKEN`), and the
+    broker builds the scope from its claims. Otherwise the default scope in CI is the run's (GitHub: pr-N/run-ID-ATTEMPT, GitLab: pr-IID/run-ID,
     in the shape the credential's allowance takes); elsewhere the caller's own namespace. After
     `--`, CMD runs with AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN and AWS_ROLE_SESSION_NAME set,
     the file is rewritten before each token expires, signals are passed on, and the exit status
@@ -76,8 +104,10 @@ def token_command(
     \b
     Examples:
       test-broker token --federation-proof --broker http://127.0.0.1:8080
+      test-broker token --github-actions --broker https://test-broker.example.org --json
+      test-broker token --subject-token-env GITLAB_ID_TOKEN --out token.jwt
       eval "$(test-broker token --bearer-file ci.secret --print-env --role-arn $ROLE)"
-      test-broker token --ttl 900 -- aws s3 ls "s3://$BUCKET/$(test-broker token --json | jq -r .scope)/"
+      test-broker token --bearer-file ci.secret --role-arn $ROLE --ttl 900 -- pytest tests/s3
     """
     if bearer_file is not None and (federation_proof or auth_token is not None):
         raise ConfigError("--bearer-file and --federation-proof/--auth-token exclude each other")
@@ -90,6 +120,10 @@ def token_command(
         auth_token=auth_token,
         scope=scope,
         role_arn=role_arn,
+        github_actions=github_actions,
+        subject_token_file=subject_token_file,
+        subject_token_env=subject_token_env,
+        audience=audience,
     )
     if print_env and not config.role_arn:
         raise ConfigError("--print-env needs --role-arn ARN (or TEST_BROKER_ROLE_ARN)")
@@ -127,7 +161,9 @@ def _write(path: Path, jwt: str) -> None:
         ) from None
 
 
-def _report(token: Any, path: Path | None, env: dict[str, str] | None, *, as_json: bool) -> None:
+def _report(
+    token: MintedToken, path: Path | None, env: dict[str, str] | None, *, as_json: bool
+) -> None:
     if as_json:
         body: dict[str, Any] = {
             "jwt": token.jwt,

@@ -34,6 +34,8 @@ class Namespace:
 
 
 class Client:
+    """Tokens, the run scope, AWS sessions and cleanup for one credential at one broker."""
+
     def __init__(self, config: ClientConfig, api: BrokerApi | None = None) -> None:
         self.config = config
         self.api = api or BrokerApi(config)
@@ -70,6 +72,7 @@ class Client:
             home = "/".join(refused.allowance.split("/")[:2])
             return Namespace(home=home, allowance=refused.allowance, federation=False)
         self.tokens.put(None, None, token)
+        # An exchanged job token's scope is already this run's (built from the job's claims).
         return Namespace(home=token.scope, allowance=None, federation=self.config.federation)
 
     def run_scope(self) -> str:
@@ -85,6 +88,8 @@ class Client:
 
     def _default_run_scope(self) -> str:
         ns = self.namespace()
+        if self.config.exchange:  # the broker derived the run from the job's own claims
+            return ns.home
         candidates = runs.ci_run_candidates() or [runs.local_run()]
         if ns.allowance is None:  # anything below home is ours
             return f"{ns.home}/{candidates[0]}"
@@ -113,7 +118,7 @@ class Client:
         shape the allowance takes; elsewhere nothing, so the broker gives the caller's own."""
         if self.config.scope:
             return self.config.scope
-        if runs.ci_run_candidates() is None:
+        if self.config.exchange or runs.ci_run_candidates() is None:
             return None
         return self.token_scope(None)
 
@@ -125,10 +130,19 @@ class Client:
         return self.token(scope, ttl).jwt
 
     def aws_session(
-        self, scope: str | None = None, *, ttl: int | None = None, role_arn: str | None = None
+        self,
+        scope: str | None = None,
+        *,
+        ttl: int | None = None,
+        role_arn: str | None = None,
+        duration_seconds: int | None = None,
     ) -> boto3.Session:
         """A boto3 Session assuming the test role with tokens for ``scope`` (default: the run
-        scope); its credentials refresh themselves, minting again when they must."""
+        scope); its credentials refresh themselves, minting again when they must.
+
+        ``duration_seconds`` is the STS session's (AssumeRoleWithWebIdentity DurationSeconds,
+        900 to the role's maximum; default: STS's, one hour).
+        """
         from broker.client.aws_access import web_identity_session
 
         role = role_arn or self.config.role_arn
@@ -136,7 +150,10 @@ class Client:
             raise ConfigError("no role ARN: pass role_arn or set TEST_BROKER_ROLE_ARN")
         scope = scope or self.run_scope()
         return web_identity_session(
-            lambda: self.get_test_jwt(scope, ttl), role_arn=role, name=runs.session_name(scope)
+            lambda: self.get_test_jwt(scope, ttl),
+            role_arn=role,
+            name=runs.session_name(scope),
+            duration_seconds=duration_seconds,
         )
 
     def cleanup_scope(
@@ -164,7 +181,12 @@ class Client:
         name = bucket or self.config.bucket
         if not name:
             raise ConfigError("no test bucket: pass bucket or set TEST_BROKER_BUCKET")
-        return delete_prefix(session or self.aws_session(target), name, target + "/")
+        if session is None:
+            # Below the run scope, the run's own token reaches it (a CI allowance such as
+            # ci/<name>/pr-*/run-* would refuse a token for the deeper prefix itself).
+            run = self.run_scope()
+            session = self.aws_session(run if target.startswith(run + "/") else target)
+        return delete_prefix(session, name, target + "/")
 
 
 _default: Client | None = None

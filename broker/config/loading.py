@@ -28,6 +28,10 @@ _ENV_JSON_SHAPES = {
     ),
     "oidc_thumbprints": ("a JSON list of 40-hex SHA-1 thumbprints", '["' + "0" * 40 + '"]'),
     "run_prefix_patterns": ("a JSON list of scope patterns", '["ci/*/**"]'),
+    "trusted_issuers": (
+        "a JSON list of [[trusted_issuers]] tables",
+        '[{"preset": "github-actions", "audience": "...", "conditions": {"repository": "acme/*"}}]',
+    ),
 }
 
 

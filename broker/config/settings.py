@@ -34,6 +34,7 @@ from broker.config.resources import (
     legacy_resources,
     pick_resource,
 )
+from broker.config.trusted_issuers import TrustedIssuer, check_apart
 from broker.sts.catalogue import MAX_LIFETIME, ROLES_CLAIM
 from broker.sts.issuer_rules import is_loopback_host, issuer_problem
 from broker.sts.oidc import JWKS_PATH
@@ -264,6 +265,12 @@ class Settings(BaseSettings):
         description="Its private key; default: certbot's "
         "`/etc/letsencrypt/live/<issuer host>/privkey.pem`.",
     )
+    trusted_issuers: list[TrustedIssuer] = Field(
+        default_factory=list,
+        description="CI providers whose job tokens `POST /v1/token-exchange` takes "
+        "(`[[trusted_issuers]]` tables: preset, issuer, audience, conditions, scope_template, "
+        "max_ttl_seconds, ca_file); empty: the route is not mounted.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
@@ -369,6 +376,7 @@ class Settings(BaseSettings):
             legacy=bool(self.deprecations),
         )
         check_scope_tags(self.resources, scope_tag=self.scope_tag, caller_tag=self.caller_tag)
+        check_apart(self.trusted_issuers, self.oidc_issuer)
         if self.federation_proof and not self.local_only and not self.allow_open_federation_proof:
             raise ValueError(
                 "federation_proof = true on a public issuer or a non-loopback listen address lets "
@@ -397,6 +405,7 @@ class Settings(BaseSettings):
         kinds = [
             ("federation-proof", self.federation_enabled),
             ("credentials", self.credential_minting),
+            ("token-exchange", bool(self.trusted_issuers)),
         ]
         return [name for name, on in kinds if on]
 

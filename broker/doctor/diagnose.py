@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.doctor.fetch_guard import Guard, Resolver
-from broker.doctor.issuer_fetch import FETCH_BUDGET, fetch_issuer, tls_targets, verify_context
+from broker.doctor.issuer_fetch import FETCH_BUDGET, fetch_issuer, tls_targets
+from broker.net.bounded_fetch import verify_context
+from broker.net.fetch_guard import Guard, Resolver
 from broker.sts import token_rules as sts_rules
 from broker.sts import trust_policy
 from broker.sts.catalogue import (
@@ -217,7 +218,7 @@ def diagnose(
 
     With ``jwks`` given nothing is fetched. The issuer defaults to the token's ``iss``. ``policy``
     (a parsed trust policy) needs a token; it raises ``errors.TrustPolicyInvalid`` if malformed.
-    Every connection goes only where STS could reach (:mod:`broker.doctor.fetch_guard`); ``resolver``
+    Every connection goes only where STS could reach (:mod:`broker.net.fetch_guard`); ``resolver``
     replaces ``getaddrinfo`` for tests.
     """
     from broker.doctor import tls_check

@@ -12,7 +12,7 @@ Each fetch is bounded, because the URLs come from the issuer being examined:
   each network read whole (64 KiB of gzip can hold 64 MiB), so the raw stream is read and
   gunzipped here with zlib's ``max_length``: memory stays near the cap whatever the ratio. Only
   gzip is offered (``Accept-Encoding``); another encoding is a finding.
-- only addresses STS could reach (:mod:`broker.doctor.fetch_guard`): the host is resolved and vetted
+- only addresses STS could reach (:mod:`broker.net.fetch_guard`): the host is resolved and vetted
   first, then httpx connects to the vetted IP while the name stays in the Host header, SNI and
   certificate check (httpx's ``sni_hostname`` extension). A fresh client per fetch keeps a TLS
   connection verified for one name from being reused for another on the same IP; proxies from the
@@ -26,12 +26,12 @@ import asyncio
 import json
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from broker.doctor.fetch_guard import AddressRefused, Guard, IPAddress
+from broker.net.bounded_fetch import MAX_DOCUMENT_BYTES, Unusable, download, host_of
+from broker.net.fetch_guard import AddressRefused, Guard
 from broker.sts.catalogue import RETRIEVE_KEY, Finding, reject, show, warn
 from broker.sts.issuer_rules import check_discovery, check_issuer_url, is_loopback_host, split_url
 from broker.sts.oidc import DISCOVERY_PATH
@@ -40,18 +40,10 @@ if TYPE_CHECKING:
     import ssl
     from urllib.parse import SplitResult
 
-    import httpx
 
 FETCH_BUDGET = 5.0  # seconds STS allows for each fetch
 SLOW_SHARE = 0.2  # warn when a fetch takes more than this share of the budget
-# AWS documents no size limit; 100 RSA plus 100 EC keys (its caps), even with x5c chains, stay
-# well under this, so a larger document is broken or hostile.
-MAX_DOCUMENT_BYTES = 1 << 20
-_HEADERS = {
-    "accept": "application/json",
-    "accept-encoding": "gzip",  # the one encoding _read_capped decodes
-    "user-agent": "test-broker-doctor",
-}
+_HEADERS = {"accept": "application/json", "user-agent": "test-broker-doctor"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,77 +61,6 @@ def _fetchable(parts: SplitResult) -> bool:
     return parts.scheme == "https" or (
         parts.scheme == "http" and is_loopback_host(parts.hostname or "")
     )
-
-
-class _Unusable(Exception):
-    """The answer cannot be used (too large, an unoffered encoding); the message says why."""
-
-
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    location: str | None
-    body: bytes | None  # read only for a 200
-
-
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in {"identity", "gzip", "x-gzip"}:
-        raise _Unusable(f"answered Content-Encoding {show(encoding)}, which was not offered")
-    gunzip = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16) if encoding != "identity" else None
-    body = bytearray()
-    async for raw in response.aiter_raw():
-        chunk = raw
-        while chunk and not (gunzip and gunzip.eof):
-            if gunzip is None:
-                body += chunk
-                chunk = b""
-            else:  # never more output than one byte past the cap, whatever the ratio
-                body += gunzip.decompress(chunk, cap + 1 - len(body))
-                chunk = gunzip.unconsumed_tail
-            if len(body) > cap:
-                raise _Unusable(f"is over {cap} bytes (decoded); doctor stopped reading there")
-    return bytes(body)
-
-
-def _host(url: httpx.URL) -> str:
-    return url.raw_host.decode("ascii")  # IDNA-encoded, as DNS and SNI take it
-
-
-async def _download(
-    url: httpx.URL,
-    addresses: Sequence[IPAddress],
-    *,
-    verify: ssl.SSLContext | bool,
-    seconds: float,
-    cap: int,
-) -> _Answer:
-    import httpx
-
-    async with (
-        asyncio.timeout(seconds),
-        httpx.AsyncClient(
-            verify=verify, timeout=seconds, follow_redirects=False, trust_env=False
-        ) as client,
-    ):
-        # Connect to the vetted address; Host, SNI and the certificate check keep the name (for
-        # an IP literal these equal what httpx would send anyway).
-        headers = {**_HEADERS, "host": url.netloc.decode("ascii")}
-        extensions = {"sni_hostname": _host(url)}
-        for i, ip in enumerate(addresses):
-            target = url.copy_with(host=str(ip))
-            try:
-                async with client.stream(
-                    "GET", target, headers=headers, extensions=extensions
-                ) as response:
-                    if response.status_code != 200:
-                        location = response.headers.get("location")
-                        return _Answer(response.status_code, location, None)
-                    return _Answer(200, None, await _read_capped(response, cap))
-            except httpx.ConnectError:
-                if i == len(addresses) - 1:  # as getaddrinfo users do: try the next address
-                    raise
-    raise AssertionError("unreachable: vet() returns at least one address")
 
 
 def _fetch(
@@ -172,10 +93,17 @@ def _fetch(
     started = time.perf_counter()
     try:
         port = target.port or (443 if target.scheme == "https" else 80)
-        addresses = guard.vet(_host(target), port, within=budget)
+        addresses = guard.vet(host_of(target), port, within=budget)
         left = budget - (time.perf_counter() - started)
         answer = asyncio.run(
-            _download(target, addresses, verify=verify, seconds=left, cap=MAX_DOCUMENT_BYTES)
+            download(
+                target,
+                addresses,
+                headers=_HEADERS,
+                verify=verify,
+                seconds=left,
+                cap=MAX_DOCUMENT_BYTES,
+            )
         )
     except AddressRefused as exc:
         detail = f"{exc}: STS fetches over the internet and cannot reach it (not contacted)"
@@ -184,7 +112,7 @@ def _fetch(
         elapsed = round(time.perf_counter() - started, 3)
         detail = f"{url} gave no answer within {budget:g} s (STS's own timeout is as short)"
         return fail(detail, "Answer STS in well under 5 s.")
-    except _Unusable as exc:
+    except Unusable as exc:
         elapsed = round(time.perf_counter() - started, 3)
         return fail(f"{url} {exc}", "Serve a small JSON document, at most gzip-encoded.")
     except (httpx.HTTPError, zlib.error, OSError) as exc:  # OSError: the name does not resolve
@@ -254,14 +182,3 @@ def tls_targets(issuer: str, discovery: Mapping[str, Any] | None) -> list[tuple[
         if target not in targets:
             targets.append(target)
     return targets
-
-
-def verify_context(ca_file: Path | None) -> ssl.SSLContext | bool:
-    """What to trust when fetching: public CAs, as STS does, plus ``--ca-file`` if given."""
-    if ca_file is None:
-        return True
-    import ssl
-
-    ctx = ssl.create_default_context()  # public CAs, as STS uses, plus the given ones
-    ctx.load_verify_locations(cafile=str(ca_file))
-    return ctx

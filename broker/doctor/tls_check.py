@@ -10,7 +10,7 @@ read as TLS records on the way through. No validation happens here (the fetch do
 module only reports what is served.
 
 Each connection has one deadline for connect and handshake together (a socket timeout alone is
-per read, and a server can drip its handshake), and with a :class:`~broker.doctor.fetch_guard.Guard`
+per read, and a server can drip its handshake), and with a :class:`~broker.net.fetch_guard.Guard`
 (``doctor``) goes only to a vetted address, as the fetch does.
 """
 
@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.utils import CryptographyDeprecationWarning
 
-from broker.doctor.fetch_guard import Guard, remaining
+from broker.net.fetch_guard import Guard, remaining
 from broker.sts.catalogue import RETRIEVE_KEY, Finding, reject, warn
 from broker.sts.issuer_rules import is_loopback_host
 

@@ -42,7 +42,9 @@ from broker.errors import (
 from broker.server import openapi, routes
 from broker.server.audit import AuditLog
 from broker.server.discovery import StaticDocument, discovery_document
+from broker.server.exchange_api import ExchangeApi
 from broker.server.http_limits import HttpLimits, protocol_class
+from broker.server.issuer_keys import IssuerKeys
 from broker.server.keyring import KeyRing
 from broker.server.logs import new_request_id, request_id
 from broker.server.metrics import CONTENT_TYPE, Metrics
@@ -97,16 +99,16 @@ class Broker:
         self.gate = Gate(settings, federation, self.store)
         # The writer's store is opened now, not in the lifespan: a database that cannot be
         # opened refuses `serve` with one line, not a traceback from inside uvicorn.
-        writer = open_store(settings.data_dir) if self.gate.enabled else None
+        writer = open_store(settings.data_dir) if self.minting_enabled else None
         self.audit = AuditLog(
             (lambda: writer)
             if writer is not None
             else functools.partial(open_store, settings.data_dir)
         )
         self.conformant = self._self_check(at_start=True)
-        self.api = MintApi(
-            settings, self.gate, Minter(settings, self.ring), self.audit, self.metrics, clock
-        )
+        minter = Minter(settings, self.ring)
+        self.api = MintApi(settings, self.gate, minter, self.audit, self.metrics, clock)
+        self.exchange = ExchangeApi(settings, minter, self.audit, self.metrics, IssuerKeys(), clock)
 
     def _self_check(self, *, at_start: bool) -> bool:
         """Run doctor's issuer rules on our own documents: fatal refuses start, rest warns."""
@@ -130,7 +132,7 @@ class Broker:
 
     @property
     def minting_enabled(self) -> bool:
-        return self.gate.enabled
+        return bool(self.settings.minting_kinds)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -175,6 +177,7 @@ class Broker:
             "openapi": self.openapi_json,
             "session_create": self.api.session_create,
             "mint": self.api.mint,
+            "token_exchange": self.exchange.token_exchange,
         }
 
     def documents(self) -> dict[str, Callable[[], StaticDocument]]:

@@ -24,6 +24,12 @@ class Metrics:
             ["caller", "result"],
             registry=self.registry,
         )
+        self.exchange_total = Counter(
+            "broker_token_exchange",
+            "Token exchanges by trusted issuer (or 'untrusted') and result (ok or an error code).",
+            ["issuer", "result"],
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             "broker_request_seconds",
             "Request latency by route.",

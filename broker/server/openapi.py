@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from broker import __version__
 from broker.config import Settings
 from broker.server import routes
-from broker.server.request_input import MintBody
+from broker.server.request_input import FORM, MintBody
 from broker.server.routes import Reply, RouteSpec
 
 
@@ -38,9 +38,10 @@ def _operation(route: RouteSpec) -> dict[str, Any]:
     if route.bearer:
         op["security"] = [{"bearer": []}]
     if route.request is not None:
+        media = (FORM, "application/json") if route.form else ("application/json",)
         op["requestBody"] = {
             "required": route.request_required,
-            "content": {"application/json": {"schema": _ref(route.request)}},
+            "content": {m: {"schema": _ref(route.request)} for m in media},
         }
     responses = {str(status): _reply(r, route.summary) for status, r in route.responses.items()}
     if route.etag:

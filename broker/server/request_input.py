@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, TypeVar
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect, Request
@@ -64,6 +65,59 @@ class MintBody(StrictBody):
     ttl_seconds: TtlSeconds | None = Field(None, description="Requested token lifetime in seconds.")
 
 
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a type name
+# GitLab and GitHub job tokens are OIDC ID tokens; RFC 8693 names that type too.
+SUBJECT_TOKEN_TYPES = (JWT_TOKEN_TYPE, "urn:ietf:params:oauth:token-type:id_token")
+FORM = "application/x-www-form-urlencoded"
+
+
+class ExchangeBody(StrictBody):
+    """RFC 8693 token exchange; form-encoded as the RFC says, or the same fields as JSON."""
+
+    grant_type: str = Field(max_length=128, json_schema_extra={"enum": [GRANT_TYPE]})
+    subject_token: str = Field(description="The CI job's OIDC token (GitHub Actions, GitLab).")
+    subject_token_type: str = Field(
+        max_length=128, json_schema_extra={"enum": list(SUBJECT_TOKEN_TYPES)}
+    )
+    requested_token_type: str | None = Field(
+        None, max_length=128, json_schema_extra={"enum": [JWT_TOKEN_TYPE]}
+    )
+    scope: str | None = Field(
+        None,
+        max_length=MAX_SCOPE,
+        description="The scope the job token gives, or a prefix below it; default: that scope.",
+        json_schema_extra={"pattern": SCOPE_PATTERN},
+    )
+    ttl_seconds: TtlSeconds | None = Field(None, description="Requested token lifetime.")
+
+
+async def exchange_body(request: Request, max_bytes: int) -> ExchangeBody:
+    """The exchange's fields from a form body (RFC 8693) or a JSON object."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in (FORM, "application/json"):
+        raise UnsupportedMediaType(
+            f"send the body as 'Content-Type: {FORM}' (RFC 8693) or as JSON "
+            f"(got {media or 'none'!r})"
+        )
+    if media != FORM:
+        return await json_body(request, ExchangeBody, max_bytes, optional=False)
+    raw = await read_body(request, max_bytes)
+    try:
+        pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=bool(raw))
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the body is not application/x-www-form-urlencoded") from None
+    fields: dict[str, object] = {}
+    for name, value in pairs:
+        if name in fields:  # RFC 6749 3.2: a parameter must not be sent more than once
+            raise InvalidRequest(f"parameter {name!r} is sent more than once")
+        fields[name] = value
+    ttl = fields.get("ttl_seconds")
+    if isinstance(ttl, str) and _DECIMAL.fullmatch(ttl):
+        fields["ttl_seconds"] = int(ttl)
+    return _validated(ExchangeBody, fields)
+
+
 def bearer(request: Request) -> str:
     value = request.headers.get("authorization", "")
     match = _BEARER.fullmatch(value) if len(value) <= _MAX_BEARER else None
@@ -113,6 +167,10 @@ async def json_body(request: Request, model: type[M], max_bytes: int, *, optiona
         raise InvalidJson(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object")
+    return _validated(model, data)
+
+
+def _validated(model: type[M], data: dict[str, object]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -120,6 +178,8 @@ async def json_body(request: Request, model: type[M], max_bytes: int, *, optiona
         where = ".".join(str(p) for p in err["loc"]) or "body"
         if err["type"] == "extra_forbidden":
             raise InvalidRequest(f"unknown field {where!r}; allowed: {_fields(model)}") from None
+        if err["type"] == "missing":
+            raise InvalidRequest(f"field {where!r} is required") from None
         raise InvalidRequest(f"field {where!r}: {err['msg']}") from None
 
 

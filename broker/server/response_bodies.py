@@ -37,6 +37,21 @@ class Minted(_Closed):
     principal_tags: dict[str, list[str]]
 
 
+class Exchanged(_Closed):
+    """RFC 8693's answer, plus the fields of the mint endpoint's."""
+
+    access_token: str = Field(description="The broker's token (the same as `jwt`).")
+    issued_token_type: str = Field(description="Always urn:ietf:params:oauth:token-type:jwt.")
+    token_type: str = Field(description="N_A: not an OAuth access token (RFC 8693 2.2.1).")
+    expires_in: int = Field(description="Seconds until the token expires.")
+    scope: str = Field(description="The scope, built from the job token's claims.")
+    jwt: str
+    expiration: int = Field(description="Token exp, unix seconds.")
+    sub: str
+    jti: str
+    principal_tags: dict[str, list[str]]
+
+
 class Health(_Closed):
     status: str
 

@@ -18,10 +18,11 @@ from pydantic import BaseModel
 
 from broker.config import Settings
 from broker.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from broker.server.request_input import MintBody, SessionCreateBody
+from broker.server.request_input import ExchangeBody, MintBody, SessionCreateBody
 from broker.server.response_bodies import (
     Discovery,
     ErrorBody,
+    Exchanged,
     Health,
     Jwks,
     Minted,
@@ -34,6 +35,7 @@ from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 Kinds = frozenset[str]
 FEDERATION_PROOF = "federation-proof"
 CREDENTIALS = "credentials"
+TOKEN_EXCHANGE = "token-exchange"  # noqa: S105 - a caller kind
 
 METRICS_MEDIA_TYPE = METRICS_CONTENT_TYPE.split(";")[0]  # "text/plain"; parameters vary by version
 
@@ -46,8 +48,13 @@ def federation_proof(kinds: Kinds) -> bool:
     return FEDERATION_PROOF in kinds
 
 
-def any_caller(kinds: Kinds) -> bool:
-    return bool(kinds)
+def any_minter(kinds: Kinds) -> bool:
+    """A bearer kind: federation-proof sessions or credentials (the mint endpoint's callers)."""
+    return bool(kinds - {TOKEN_EXCHANGE})
+
+
+def token_exchange(kinds: Kinds) -> bool:
+    return TOKEN_EXCHANGE in kinds
 
 
 class Layer(enum.Enum):
@@ -84,6 +91,7 @@ class RouteSpec:
     layer: Layer = Layer.STARLETTE
     request: type[BaseModel] | None = None
     request_required: bool = False
+    form: bool = False  # the body may also be application/x-www-form-urlencoded
     bearer: bool = False  # Authorization: Bearer <session or secret>
     etag: bool = False  # strong ETag: takes If-None-Match, may answer 304
 
@@ -150,13 +158,25 @@ ROUTES: tuple[RouteSpec, ...] = (
         path="/v1/mint-oidc-jwt",
         methods=("POST",),
         endpoint="mint",
-        when=any_caller,
+        when=any_minter,
         layer=Layer.DIRECT,
         summary="Mint a web-identity token for AWS STS",
         bearer=True,
         request=MintBody,
         responses={200: Reply(body=Minted, description="Token")}
         | errors(400, 401, 403, 413, 415, 429, 503),
+    ),
+    RouteSpec(
+        path="/v1/token-exchange",
+        methods=("POST",),
+        endpoint="token_exchange",
+        when=token_exchange,
+        summary="Exchange a trusted CI provider's job token for a token (RFC 8693)",
+        request=ExchangeBody,
+        request_required=True,
+        form=True,
+        responses={200: Reply(body=Exchanged, description="Token")}
+        | errors(400, 413, 415, 429, 503),
     ),
 )
 

@@ -41,6 +41,8 @@ class AuditRecord(NamedTuple):
     result: str
     error: str | None
     exp: int | None = None
+    # Token exchange: the job token's iss, sub, jti and the claims the scope came from (JSON).
+    subject: str | None = None
 
 
 @dataclass(frozen=True)

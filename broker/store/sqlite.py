@@ -82,6 +82,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (minute, client, error)
     ) WITHOUT ROWID;
     """,
+    """
+    -- token exchange: who the CI job token named, and the claims its scope came from (JSON)
+    ALTER TABLE audit ADD COLUMN subject TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

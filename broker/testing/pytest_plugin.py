@@ -9,7 +9,8 @@ Where the broker is: ``--test-broker-url``, else ``TEST_BROKER_URL``, else the i
 ``test_broker_url``; with none of them a broker is started once per session on a free loopback
 port (federation-proof minting) and stopped at the end, so a bare ``pytest`` needs no setup. The
 credential for a configured broker: ``--test-broker-bearer-file``, else the contract's variables
-(``TEST_BROKER_BEARER``, ``_BEARER_FILE``, ``_AUTH_TOKEN``), else the ini key
+(``TEST_BROKER_BEARER``, ``_BEARER_FILE``, ``_AUTH_TOKEN``, or the job token a CI job offers:
+GitHub Actions with ``id-token: write``, GitLab ``TEST_BROKER_ID_TOKEN``), else the ini key
 ``test_broker_bearer_file``, else the federation-proof flow.
 
 Loading the plugin imports only this module and ``broker.client``; nothing starts, and nothing
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from broker.client import Client, config_from_env
-from broker.client.environment import AUTH_TOKEN_VAR, BEARER_FILE_VAR, BEARER_VAR, URL_VAR
+from broker.client.environment import BEARER_FILE_VAR, URL_VAR, credential_in_env
 
 if TYPE_CHECKING:
     import boto3
@@ -68,7 +69,7 @@ def _bearer_file(config: pytest.Config) -> Path | None:
     option: str | None = config.getoption("test_broker_bearer_file")
     if option:
         return Path(option)
-    if any(os.environ.get(var) for var in (BEARER_VAR, BEARER_FILE_VAR, AUTH_TOKEN_VAR)):
+    if credential_in_env():
         return None  # the environment names the credential (config_from_env reads it)
     ini = str(config.getini(BEARER_FILE_INI))
     if not ini:
@@ -86,6 +87,11 @@ def test_broker(
     if url:
         yield url.rstrip("/")
         return
+    if _bearer_file(request.config) is not None:
+        raise pytest.UsageError(
+            f"{BEARER_FILE_OPTION} names a secret of a broker, but no broker URL is configured "
+            f"({URL_OPTION}, ${URL_VAR} or ini {URL_INI})"
+        )
     # Only a session that needs its own broker pays for the server stack.
     from broker.config import load_settings
     from broker.testing.live import serving
@@ -102,7 +108,7 @@ def test_broker_client(request: pytest.FixtureRequest, test_broker: str) -> Iter
         client = Client(config_from_env(url=test_broker, federation_proof=True))
     else:
         bearer_file = _bearer_file(config)
-        has_env = any(os.environ.get(v) for v in (BEARER_VAR, BEARER_FILE_VAR, AUTH_TOKEN_VAR))
+        has_env = credential_in_env()
         client = Client(
             config_from_env(
                 url=test_broker,
@@ -126,8 +132,8 @@ def test_jwt(test_broker_client: Client) -> TestJwt:
     return get
 
 
-# Fixture names are the contract (design.md); the functions are named apart from broker.client's.
-@pytest.fixture(name="run_scope", scope="session")
+# The fixtures below are broker.client's functions of the same names, bound to the session's client.
+@pytest.fixture(scope="session", name="run_scope")
 def run_scope_fixture(test_broker_client: Client) -> str:
     """This run's prefix: TEST_BROKER_SCOPE, the CI run's, or ``<namespace>/local-…``."""
     return test_broker_client.run_scope()

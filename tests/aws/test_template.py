@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from broker.doctor.fetch_guard import Guard
 from broker.main import main
+from broker.net.fetch_guard import Guard
 from tests.aws.bringup_config import BUCKETS, ISSUER, ROLES, THUMBPRINT, write_config
 from tests.doctor.doctor_fixtures import ToLoopback, crafted_issuer
 

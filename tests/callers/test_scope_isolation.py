@@ -1,5 +1,6 @@
 """Property tests: no caller can mint a scope that overlaps another caller's allowance or a
-federation wallet, and every token that is minted passes the STS rule set."""
+federation wallet, no exchanged CI job token's scope overlaps another project's or caller's, and
+every token that is minted passes the STS rule set."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import jwt as pyjwt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.callers import credentials
+from broker.callers import credentials, exchange
+from broker.callers.exchange import SubjectToken
 from broker.callers.federation import FederationProof
 from broker.callers.gate import Gate
-from broker.callers.scopes import WALLET
+from broker.callers.scopes import WALLET, check_scope
 from broker.config import load_settings
-from broker.errors import BrokerError
+from broker.config.trusted_issuers import TrustedIssuer
+from broker.errors import BrokerError, InvalidGrant
 from broker.server.keyring import KeyRing
 from broker.server.mint import Minter
 from broker.store import MemoryStore
@@ -115,3 +118,77 @@ def test_minted_scopes_stay_inside_their_own_caller(
         )
         assert findings == []
         assert claims[TAGS]["principal_tags"][cfg.scope_tag] == [result.scope]
+
+
+# Token exchange: scopes built from a CI job token's claims (broker/callers/exchange.py).
+EXCHANGE_TABLES = [
+    TrustedIssuer(preset="github-actions", audience="a", conditions={"repository": "a*"}),
+    TrustedIssuer(
+        preset="github-actions",
+        issuer="https://ghe.example.com/_services/token",
+        audience="a",
+        conditions={"repository": "a*"},
+        scope_template="gh-ent/{repository}/pr-{pr}/run-{run_id}-{run_attempt}",
+    ),
+    TrustedIssuer(preset="gitlab", audience="a", conditions={"project_path": "a*"}),
+    TrustedIssuer(
+        preset="gitlab",
+        issuer="https://gitlab.example.com",
+        audience="a",
+        conditions={"project_path": "a*"},
+        scope_template="gl-self/{project_path}/-/mr-{pr}/job-{job_id}",
+    ),
+]
+valid_part = st.from_regex(r"[a-z0-9_.-]{1,4}", fullmatch=True)
+# Mostly usable values, so that most pairs of jobs get scopes to compare; the odd hostile one.
+part = st.one_of(
+    valid_part,
+    valid_part,
+    valid_part,
+    st.sampled_from(["..", ".", "", "-", "run-1-1", "pr-12", "0x" + "ab" * 20, "ci", "dev"]),
+)
+digits = st.from_regex(r"[0-9]{1,3}", fullmatch=True)
+number = st.one_of(digits, digits, digits, st.sampled_from(["1-2", "x", ""]))
+job_claims = st.fixed_dictionaries(
+    {
+        "repository": st.lists(part, min_size=2, max_size=3).map("/".join),
+        "project_path": st.lists(part, min_size=1, max_size=3).map("/".join),
+        "run_id": number,
+        "run_attempt": number,
+        "pipeline_id": number,
+        "job_id": number,
+        "ref": st.sampled_from(["refs/pull/12/merge", "refs/pull/1/head", "main"]),
+        "ref_path": st.sampled_from(["refs/merge-requests/3/head", "refs/heads/x"]),
+    }
+)
+
+
+def project(table: TrustedIssuer, claims: dict[str, str]) -> str:
+    return claims["repository" if table.preset == "github-actions" else "project_path"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    first=st.tuples(st.sampled_from(EXCHANGE_TABLES), job_claims),
+    second=st.tuples(st.sampled_from(EXCHANGE_TABLES), job_claims),
+    home=st.tuples(st.sampled_from(["ci", "dev"]), names),
+)
+def test_exchanged_scopes_never_overlap_another_project_or_caller(
+    first: tuple[TrustedIssuer, dict[str, str]],
+    second: tuple[TrustedIssuer, dict[str, str]],
+    home: tuple[str, str],
+) -> None:
+    scopes = []
+    for table, claims in (first, second):
+        try:
+            scope, _ = exchange.render_scope(SubjectToken(text="", header={}, claims=claims), table)
+        except InvalidGrant:
+            scopes.append(None)
+            continue
+        assert check_scope(scope) == scope
+        assert not overlaps(scope, "/".join(home))  # credentials' allowances: ci/<name>, dev/<name>
+        assert not WALLET.fullmatch(scope.split("/")[0])  # federation wallets
+        scopes.append(scope)
+    same_project = first[0] is second[0] and project(*first) == project(*second)
+    if scopes[0] is not None and scopes[1] is not None and not same_project:
+        assert not overlaps(scopes[0], scopes[1])

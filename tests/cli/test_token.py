@@ -26,7 +26,7 @@ SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 @pytest.fixture(autouse=True)
 def _no_contract_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith(("TEST_BROKER_", "GITHUB_", "CI_")):
+        if name.startswith(("TEST_BROKER_", "GITHUB_", "CI_", "ACTIONS_ID_TOKEN_")):
             monkeypatch.delenv(name)
 
 
@@ -194,6 +194,20 @@ def test_bad_combinations_are_one_line_and_exit_2(
     assert (result.exit_code, result.stdout) == (2, "")
     (line,) = result.stderr.splitlines()
     assert says in line
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--ttl", "0"], "Invalid value for '--ttl': 0 is not in the range x>=1."),
+        (["--ttl", "soon"], "Invalid value for '--ttl': 'soon' is not a valid integer range."),
+        (["--bogus"], "No such option '--bogus'. Did you mean '--out'?"),
+    ],
+)
+def test_usage_errors_are_one_line_too(args: list[str], says: str) -> None:
+    result = CliRunner().invoke(main, ["token", *args])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {says} (see `main token --help`)\n"
 
 
 def test_no_broker_anywhere_is_one_line() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import trustme
 
-from broker.doctor.fetch_guard import Guard, remaining
+from broker.net.fetch_guard import Guard, remaining
 
 
 @dataclass

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from broker.doctor import tls_check
-from broker.doctor.fetch_guard import Guard
+from broker.net.fetch_guard import Guard
 from tests.doctor.doctor_fixtures import ToLoopback, crafted_issuer
 
 ISSUER = "https://oidc-test.example.com"

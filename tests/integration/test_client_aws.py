@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from broker.aws.verify import PROBE_OBJECT
-from broker.client import Client, config_from_env
+from broker.client import Client, MintedToken, config_from_env
 from broker.client.tokens import TokenCache
 from broker.errors import ScopeNotAllowed
 from tests.seaweed_harness import BUCKET, FOREIGN_PREFIX, SeaweedStack
@@ -122,3 +125,67 @@ def test_the_module_functions_read_the_environment_contract(
     assert done.returncode == 0, done.stderr
     scope, deleted = done.stdout.split()
     assert (scope.startswith(f"{seaweed.wallet()}/local-"), deleted) == (True, "1")
+
+
+def test_a_ci_run_cleans_a_prefix_below_its_run_scope_with_the_run_s_token(
+    seaweed: SeaweedStack,
+    aws_env: None,
+    broker_cli: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = f"ci{secrets.token_hex(4)}"
+    added = broker_cli(
+        "credentials",
+        "add",
+        "--kind",
+        "ci",
+        "--name",
+        name,
+        "--scope-pattern",
+        f"ci/{name}/pr-*/run-*",
+        "--json",
+    )
+    for var, value in {
+        "GITHUB_RUN_ID": "34",
+        "GITHUB_RUN_ATTEMPT": "1",
+        "GITHUB_REF": "refs/pull/12/merge",
+    }.items():
+        monkeypatch.setenv(var, value)
+    config = config_from_env(
+        {},
+        url=seaweed.broker.url,
+        bearer=json.loads(added)["secret"],
+        role_arn=seaweed.role_arn(),
+        bucket=BUCKET,
+    )
+    with contextlib.closing(Client(config)) as client:
+        run = client.run_scope()
+        assert run == f"ci/{name}/pr-12/run-34-1"
+        s3 = client.aws_session().client("s3")
+        for key in (f"{run}/sub/a", f"{run}/sub/b", f"{run}/kept"):
+            s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+        assert client.cleanup_scope(f"{run}/sub") == 2
+        assert _keys(seaweed, run + "/") == [f"{run}/kept"]
+        assert client.cleanup_scope() == 1
+
+
+def test_expiring_session_credentials_are_refreshed_with_a_new_token(client: Client) -> None:
+    # 900 s, STS's shortest session, is inside botocore's 15-minute advisory window: every AWS
+    # call refreshes the credentials, calling the token loader (get_test_jwt) again.
+    client.run_scope()
+    minted: list[str] = []
+    now = [time.time()]
+
+    def counted(scope: str | None = None, ttl: int | None = None) -> MintedToken:
+        token = client.api.mint(scope, ttl)
+        minted.append(token.jti)
+        return token
+
+    client.tokens = TokenCache(counted, clock=lambda: now[0])
+    sts = client.aws_session(ttl=60, duration_seconds=900).client("sts")
+    first = sts.get_caller_identity()["Arn"]
+    sts.get_caller_identity()
+    assert len(minted) == 1  # the cached token was still good for the second refresh
+    now[0] += 60  # past the token's refresh point: the next refresh needs a new one
+    assert sts.get_caller_identity()["Arn"] == first
+    assert len(minted) == 2

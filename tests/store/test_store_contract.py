@@ -172,8 +172,9 @@ def test_lookup_does_the_same_work_for_an_unknown_id(store: Store) -> None:
 def test_audit_records_read_back_in_write_order(store: Store) -> None:
     batch = [record(10.5, "ci", "aaa", exp=400), record(9.0, None, None, "refused", error="x")]
     store.write_audit(batch)
-    store.write_audit([record(11.0, "fed", "0xabc")])
-    assert store.read_audit() == [*batch, record(11.0, "fed", "0xabc")]
+    exchanged = record(11.5, "exchange", "https://ci.test", subject='{"iss": "https://ci.test"}')
+    store.write_audit([record(11.0, "fed", "0xabc"), exchanged])
+    assert store.read_audit() == [*batch, record(11.0, "fed", "0xabc"), exchanged]
 
 
 def test_audit_filters_by_time_and_by_caller_id_or_kind(store: Store) -> None:
