@@ -308,7 +308,7 @@ class AccountMismatch(BrokerError):
 
 
 class AwsCallFailed(BrokerError):
-    """An AWS call of `aws plan` or `aws apply` failed; the message names the call and the answer."""
+    """An AWS call of `aws plan`, `aws apply` or `reap` failed; the message names the call and the answer."""
 
     code = "aws_call_failed"
     cli_only = True
@@ -368,7 +368,7 @@ class LocalIoError(BrokerError):
 
 
 class ReapRefused(BrokerError):
-    """`reap` deleted nothing: a bucket, scope or key outside the run prefixes, or a failed listing."""
+    """`reap` deleted nothing: a bucket, scope or key outside the run prefixes, or no patterns."""
 
     code = "reap_refused"
     cli_only = True
