@@ -37,6 +37,8 @@ COMMANDS = [
     ["policy", "render"],
     ["verify"],
     ["doctor"],
+    ["backup"],
+    ["restore"],
 ]
 
 
