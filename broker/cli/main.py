@@ -156,6 +156,7 @@ from broker.cli.aws import policy, verify
 from broker.cli.backup import backup, restore
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
+from broker.cli.render import render_group
 
 main.add_command(credentials_group)
 main.add_command(audit)
@@ -163,4 +164,5 @@ main.add_command(backup)
 main.add_command(restore)
 main.add_command(doctor)
 main.add_command(policy)
+main.add_command(render_group)
 main.add_command(verify)
