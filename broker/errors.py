@@ -36,7 +36,8 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     ├── ConfigError             config_error            exit 2
     ├── InputFileError          input_file_error        exit 2
     │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
-    └── LocalIoError            io_error                exit 1
+    ├── LocalIoError            io_error                exit 1
+    └── ReapRefused             reap_refused            exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
 ``{"error": code, "message": sentence}``; the message says what to do about it. A command prints
@@ -288,6 +289,13 @@ class LocalIoError(BrokerError):
     """A local file, directory, port or the database failed (permissions, disk, a damaged store)."""
 
     code = "io_error"
+    cli_only = True
+
+
+class ReapRefused(BrokerError):
+    """`reap` deleted nothing: a bucket, scope or key outside the run prefixes, or a failed listing."""
+
+    code = "reap_refused"
     cli_only = True
 
 

@@ -1,6 +1,7 @@
 """Talking to AWS (or a local stand-in): the isolation proof and the IAM policies it relies on.
 
 What belongs here: ``verify`` (assume the test role with a minted token, then show the own prefix
-allowed and a foreign one denied), the diagnosis that explains a failed proof, and rendering the
-trust, role and bucket policies from the config. boto3 is imported here and nowhere else.
+allowed and a foreign one denied), the diagnosis that explains a failed proof, rendering the
+trust, role and bucket policies from the config, and ``reap`` (deleting expired run prefixes in
+the test buckets, guarded so it can delete nothing else). boto3 is imported here and nowhere else.
 """

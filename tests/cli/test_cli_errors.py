@@ -122,6 +122,15 @@ CASES = [
         argv=[*TOKEN, "--trust-policy", "{tmp}/trust.json"],
     ),
     Case(
+        error=errors.ReapRefused,
+        says="--scope 'dev/alice' is outside run_prefix_patterns",
+        env={
+            "BROKER_AWS_ACCOUNT_ID": "123456789012",
+            "BROKER_RESOURCES": '[{"name": "m", "role": "m-oidc-test", "bucket": "m-oidc-test"}]',
+        },
+        argv=["reap", "--scope", "dev/alice"],
+    ),
+    Case(
         error=errors.LocalIoError,
         says="database error: file is not a database",
         files={"garbage": "this is not a database" * 100},
