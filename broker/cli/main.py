@@ -154,6 +154,7 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
 # Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.
 from broker.cli.aws import policy, verify
 from broker.cli.backup import backup, restore
+from broker.cli.check_cert import check_cert
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
 from broker.cli.reap import reap
@@ -163,6 +164,7 @@ main.add_command(credentials_group)
 main.add_command(audit)
 main.add_command(backup)
 main.add_command(restore)
+main.add_command(check_cert)
 main.add_command(doctor)
 main.add_command(policy)
 main.add_command(render_group)

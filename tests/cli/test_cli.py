@@ -37,6 +37,7 @@ COMMANDS = [
     ["policy", "render"],
     ["verify"],
     ["doctor"],
+    ["check-cert"],
     ["backup"],
     ["restore"],
 ]
