@@ -120,12 +120,12 @@ def _expiry(
 
 
 def _thumbprint(found: str | None, registered: Collection[str]) -> Check:
+    if not registered:
+        detail = f"{found or 'top CA unknown'}; no oidc_thumbprints configured to compare with"
+        return Check("thumbprint", "unregistered", Level.OK, detail)
     if found is None:
         detail = "the top CA of the chain is unknown (serve the intermediates, or give --ca-file)"
         return Check("thumbprint", "unknown", Level.WARNING, detail)
-    if not registered:
-        detail = f"{found}; no oidc_thumbprints configured to compare with"
-        return Check("thumbprint", "unregistered", Level.OK, detail)
     if found in registered:
         return Check("thumbprint", "ok", Level.OK, f"{found} is registered")
     detail = (

@@ -33,7 +33,7 @@ def intermediate(tls_ca: trustme.CA) -> trustme.CA:
 
 
 def checked(
-    chain_pem: bytes, ca_file: Path, *, tls13_only: bool = False, **kwargs: Any
+    chain_pem: bytes, ca_file: Path | None, *, tls13_only: bool = False, **kwargs: Any
 ) -> CertReport:
     with crafted_issuer(chain_pem, lambda url: {}, host=HOST, tls13_only=tls13_only) as url:
         return check_cert(
@@ -144,3 +144,10 @@ def test_the_textfile_holds_the_expiry_and_the_verdict(
     assert [(labels, 0.0)] == got[OK_METRIC]
     # written beside and renamed: the collector never reads a half-written file
     assert [p.name for p in metrics.iterdir()] == ["test-broker.prom"]
+
+
+def test_a_lone_leaf_from_an_unknown_ca_cannot_be_compared(tls_ca: trustme.CA) -> None:
+    leaf = tls_ca.issue_cert(HOST).private_key_and_cert_chain_pem.bytes()  # no intermediate
+    registered = checked(leaf, None, thumbprints=["a" * 40])
+    assert statuses(registered)["thumbprint"] == "unknown"
+    assert statuses(checked(leaf, None))["thumbprint"] == "unregistered"  # nothing to compare
