@@ -42,6 +42,12 @@ def render_group() -> None:
     help="Directory certbot --webroot writes challenges into.",
 )
 @click.option(
+    "--acme-only",
+    is_flag=True,
+    help="Only port 80 (ACME webroot, redirect): for certbot's first run, before the "
+    "certificate exists.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
@@ -54,6 +60,7 @@ def render_nginx(
     https_port: int,
     listen: tuple[str, ...],
     acme_webroot: Path,
+    acme_only: bool,
     out: Path | None,
 ) -> None:
     """The nginx site for a public https issuer: ACME webroot and redirect on port 80; on 443
@@ -67,6 +74,7 @@ def render_nginx(
     Examples:
       test-broker render nginx --config /etc/test-broker/config.toml \\
         --out /etc/nginx/sites-available/test-broker
+      test-broker render nginx --acme-only --out /etc/nginx/sites-available/test-broker
       test-broker render nginx --listen 127.0.0.1 --http-port 8081 --https-port 8443
     """
     site = NginxSite(
@@ -74,6 +82,7 @@ def render_nginx(
         https_port=https_port,
         listen=listen or NginxSite().listen,
         acme_webroot=acme_webroot,
+        acme_only=acme_only,
     )
     text = render_nginx_site(load_settings(config_file), site)
     if out is None:

@@ -33,6 +33,7 @@ MINT_PATHS = ("/session/create", "/v1/mint-oidc-jwt", "/v1/token-exchange")
 # Mozilla "intermediate": TLS 1.2 (STS needs it) and 1.3, forward-secret AEAD ciphers only (no
 # DHE, which would need a dhparam file). Written into both 443 servers (see the template).
 _TLS_POLICY = """\
+    # Mozilla "intermediate": TLS 1.2 (STS needs it) and 1.3, forward-secret AEAD ciphers.
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ecdh_curve X25519:prime256v1:secp384r1;
     ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
@@ -43,6 +44,11 @@ ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
     ssl_session_cache shared:test_broker_tls:10m;
     ssl_session_tickets off;"""
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+_TLS_MARKER = "{{tls_marker}}"
+_ACME_ONLY_END = (
+    "# The TLS servers are left out (--acme-only) until the certificate exists; render the\n"
+    "# site again once certbot has it.\n"
+)
 _LISTEN_HOST = re.compile(r"\*|\[[0-9A-Fa-f:.]+\]|[0-9.]+|[A-Za-z0-9.-]+")
 
 
@@ -54,6 +60,9 @@ class NginxSite:
     https_port: int = 443
     listen: tuple[str, ...] = ("*", "[::]")  # IPv4 and IPv6 wildcards; tests use 127.0.0.1
     acme_webroot: Path = ACME_WEBROOT
+    # Only the port-80 half, for certbot's first run: nginx refuses a site whose certificate
+    # file does not exist yet (deploy/install.sh renders the whole site once it does).
+    acme_only: bool = False
 
 
 def certbot_live_files(host: str) -> tuple[Path, Path]:
@@ -129,4 +138,6 @@ def render_nginx_site(settings: Settings, site: NginxSite | None = None) -> str:
         "jwks_path": parts.path + JWKS_PATH,
     }
     template = files("broker.host").joinpath("templates/nginx-site.conf").read_text("utf-8")
+    head, _, tls = template.partition(_TLS_MARKER + "\n")
+    template = head + (_ACME_ONLY_END if site.acme_only else tls)
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)

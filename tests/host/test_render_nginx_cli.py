@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from broker.cli.main import main
 from broker.config import load_settings
-from broker.host.nginx import certbot_live_files, render_nginx_site
+from broker.host.nginx import NginxSite, certbot_live_files, render_nginx_site
 
 PUBLIC = {"BROKER_OIDC_ISSUER": "https://issuer.example.com/tenant"}
 
@@ -62,9 +62,23 @@ def test_unusable_input_is_one_line_and_exit_2(
     assert len(result.output.strip().splitlines()) == 1
 
 
+def _nginx_t(directory: Path, site: str) -> subprocess.CompletedProcess[str]:
+    (directory / "site.conf").write_text(site)
+    conf = directory / "nginx.conf"
+    conf.write_text(
+        f"pid {directory}/nginx.pid;\nevents {{}}\nhttp {{ include {directory}/site.conf; }}\n"
+    )
+    return subprocess.run(
+        ["/usr/sbin/nginx", "-t", "-p", str(directory), "-c", str(conf), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 @pytest.mark.integration
 def test_nginx_accepts_the_default_site(tmp_path: Path) -> None:
-    # The host's own rendering (wildcard listens, certbot paths) must pass `nginx -t`; the
+    # The host's own rendering (wildcard listens, ports 80 and 443) must pass `nginx -t`; the
     # certificate files only have to exist, so point the config at a throwaway pair.
     leaf = trustme.CA().issue_cert("issuer.example.com")
     cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
@@ -73,15 +87,18 @@ def test_nginx_accepts_the_default_site(tmp_path: Path) -> None:
     settings = load_settings(
         environ={}, oidc_issuer=PUBLIC["BROKER_OIDC_ISSUER"], tls_cert_file=cert, tls_key_file=key
     )
-    (tmp_path / "site.conf").write_text(render_nginx_site(settings))
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        f"pid {tmp_path}/nginx.pid;\nevents {{}}\nhttp {{ include {tmp_path}/site.conf; }}\n"
-    )
-    test = subprocess.run(
-        ["/usr/sbin/nginx", "-t", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    test = _nginx_t(tmp_path, render_nginx_site(settings))
     assert test.returncode == 0, test.stderr
+
+
+@pytest.mark.integration
+def test_the_acme_only_site_loads_before_any_certificate_exists(tmp_path: Path) -> None:
+    settings = load_settings(environ={}, oidc_issuer=PUBLIC["BROKER_OIDC_ISSUER"])
+    full = _nginx_t(tmp_path, render_nginx_site(settings))
+    assert full.returncode != 0  # certbot's files are not there yet
+    assert "fullchain.pem" in full.stderr
+    site = render_nginx_site(settings, NginxSite(acme_only=True))
+    assert "ssl_" not in site
+    assert "location ^~ /.well-known/acme-challenge/ {" in site
+    acme_only = _nginx_t(tmp_path, site)
+    assert acme_only.returncode == 0, acme_only.stderr
