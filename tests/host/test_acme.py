@@ -1,12 +1,14 @@
 """Certificates for real: certbot obtains and renews the issuer's certificate from pebble
 through the rendered nginx site, and check-cert follows it.
 
-The flow is deploy/RUNBOOK.md's "first certificate": nginx starts on a self-signed placeholder
-(openssl, as an operator makes one), certbot answers HTTP-01 from nginx's webroot, the config
-drops the placeholder, nginx reloads. certbot stores the ``--deploy-hook`` (a SIGHUP to nginx)
-and runs it on every renewal: after ``renew --force-renewal`` the served certificate changes with
-nothing else reloading nginx. Restarting pebble gives a new intermediate: after the next renewal
-check-cert reports thumbprint drift. certbot runs with its config, work and log dirs in tmp.
+The flow is deploy/install.sh's and deploy/RUNBOOK.md's "first certificate": nginx starts on the
+site's port-80 half alone (``--acme-only``: no certificate exists yet), certbot answers HTTP-01
+from its webroot, then the whole site is rendered and nginx reloads. certbot stores the
+``--deploy-hook`` (a SIGHUP to nginx) and runs it on every renewal: after ``renew
+--force-renewal`` the served certificate changes with nothing else reloading nginx. Restarting
+pebble gives a new intermediate: after the next renewal check-cert reports thumbprint drift.
+certbot runs with its config, work and log dirs in tmp; the config's tls_cert_file and
+tls_key_file name certbot's live files there (on a host they default to /etc/letsencrypt/live).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import ssl
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -87,11 +89,10 @@ class Host:
             *("-d", HOST, "--deploy-hook", hook, *args),
         )
 
-    def configure(self, cert: Path, key: Path) -> None:
-        """Point the config at these files and render the site again (nginx reads it on reload)."""
-        (self.nginx.directory / "site.conf").write_text(
-            configured(self.config, self.site, cert, key)
-        )
+    def render_full_site(self) -> None:
+        """The whole site now that the certificate exists (install.sh run again); on reload."""
+        site = render_nginx_site(load_settings(self.config, environ={}), self.site)
+        (self.nginx.directory / "site.conf").write_text(site)
 
     def check(self, ca_pems: list[bytes], thumbprints: list[str]) -> CertReport:
         bundle = self.directory / "roots.pem"
@@ -110,7 +111,10 @@ class Host:
         still answer a connection or two with the old certificate)."""
         pid = self.nginx.process.pid
         workers = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return len(workers) == 1 and self.served_serial() == self.issued_serial()
+        try:
+            return len(workers) == 1 and self.served_serial() == self.issued_serial()
+        except ConnectionRefusedError:  # the reloaded site's 443 is not listening yet
+            return False
 
     def served_serial(self) -> int:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -124,37 +128,16 @@ class Host:
         return x509.load_der_x509_certificate(der).serial_number
 
 
-def configured(config: Path, site: NginxSite, cert: Path, key: Path) -> str:
-    """Set the config's certificate files; the site rendered from it."""
-    text = config.read_text().split("tls_cert_file")[0]
-    config.write_text(text + f'tls_cert_file = "{cert}"\ntls_key_file = "{key}"\n')
-    return render_nginx_site(load_settings(config, environ={}), site)
-
-
-def placeholder(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate made the way the runbook makes it, so nginx can start."""
-    cert, key = directory / "placeholder.pem", directory / "placeholder.key"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
-            *("-nodes", "-days", "7", "-subj", f"/CN={HOST}"),
-            *("-addext", f"subjectAltName=DNS:{HOST}", "-keyout", str(key), "-out", str(cert)),
-        ],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    return cert, key
-
-
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
     # All three at once: a port freed and chosen again would put nginx on the broker's port.
     broker_port, http_port, https_port = free_ports(3)
     config = tmp_path / "config.toml"
+    live = tmp_path / "letsencrypt" / "live" / HOST
     config.write_text(
         f'oidc_issuer = "{ISSUER}"\nport = {broker_port}\ndata_dir = "{tmp_path / "data"}"\n'
         'trusted_proxies = ["127.0.0.1"]\n'
+        f'tls_cert_file = "{live / "fullchain.pem"}"\ntls_key_file = "{live / "privkey.pem"}"\n'
     )
     site = NginxSite(
         http_port=http_port,
@@ -170,9 +153,10 @@ def host(tmp_path: Path) -> Iterator[Host]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        site_text = configured(config, site, *placeholder(tmp_path))
+        acme_only = replace(site, acme_only=True)
+        site_text = render_nginx_site(load_settings(config, environ={}), acme_only)
         with (
-            running_nginx(site_text, site, tmp_path / "nginx") as nginx,
+            running_nginx(site_text, acme_only, tmp_path / "nginx") as nginx,
             running_pebble(tmp_path / "pebble", site.http_port) as pebble,
         ):
             yield Host(tmp_path, config, site, nginx, pebble)
@@ -183,13 +167,12 @@ def host(tmp_path: Path) -> Iterator[Host]:
 
 @pytest.mark.integration
 def test_certbot_issues_and_renews_through_nginx_and_check_cert_follows(host: Host) -> None:
-    placeholder_serial = host.served_serial()
+    with pytest.raises(ConnectionRefusedError):  # the first stage: no TLS until certbot's run
+        host.served_serial()
     host.certonly()
-    # The runbook's switch: the config drops the placeholder for certbot's files, nginx reloads.
-    host.configure(host.live / "fullchain.pem", host.live / "privkey.pem")
+    host.render_full_site()  # install.sh's second run
     host.nginx.reload()
     wait_until(host.serves_issued, timeout=10)
-    assert host.served_serial() != placeholder_serial
     roots = [host.pebble.root_pem()]
     registered = [sha1(host.pebble.intermediate_pem())]
     first = host.check(roots, registered)
