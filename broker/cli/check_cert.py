@@ -45,7 +45,7 @@ def check_cert(
     config_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Check the issuer's TLS certificate: expiry, chain order, TLS 1.2, IAM thumbprint drift.
+    """Check the issuer's TLS certificate: expiry, chain order, TLS 1.2, trust, thumbprint drift.
 
     The thumbprint (SHA-1 of the top intermediate CA) is compared with the config's
     oidc_thumbprints: a different one is drift, as after a CA changes its intermediate.
@@ -55,7 +55,8 @@ def check_cert(
     Examples:
       test-broker check-cert --config /etc/test-broker/config.toml
       test-broker check-cert --issuer https://oidc.example.com --warn-days 30 --json
-      test-broker check-cert --textfile /var/lib/prometheus/node-exporter/test-broker.prom
+      test-broker check-cert --config /etc/test-broker/config.toml \\
+        --textfile /var/lib/prometheus/node-exporter/test-broker.prom
     """
     from broker.doctor.cert_check import check_cert as check
     from broker.doctor.cert_check import target, write_textfile

@@ -20,8 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from broker.main import main
+from broker.store.sqlite import SCHEMA_VERSION
 from broker.testing.live import free_loopback_url, spawn_broker, wait_until
 from tests.server.test_operators_beside_broker import Load, Operator, mint
+from tests.store.test_sqlite_upgrade import CI_ID, DEV_ID, old_database_in, schema
 
 
 def cli(env: dict[str, str], *args: str) -> tuple[int, dict[str, object]]:
@@ -118,3 +120,14 @@ def test_backup_never_overwrites_and_restore_never_mixes(tmp_path: Path) -> None
     code, body = cli(env, "restore", str(tmp_path / "taken"))
     assert (code, body["error"]) == (2, "input_file_error")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partials
+
+
+def test_a_backup_from_an_older_broker_is_migrated_on_restore(tmp_path: Path) -> None:
+    backup = old_database_in(tmp_path / "old-backup")  # written by the broker of commit 5b17a79
+    env = {"BROKER_DATA_DIR": str(tmp_path / "data")}
+    code, body = cli(env, "restore", str(backup))
+    assert (code, body["schema_version"]) == (0, 0), body  # what the backup held
+    assert schema(tmp_path / "data")[0] == SCHEMA_VERSION
+    assert schema(backup)[0] == 0  # the backup itself is read, never migrated
+    code, listed = cli(env, "credentials", "list")
+    assert {c["id"] for c in listed["credentials"]} >= {DEV_ID, CI_ID}  # type: ignore[union-attr]
