@@ -10,9 +10,7 @@ import click
 
 from broker.cli.common import config_option, json_option, reports_errors
 from broker.config import load_settings
-from broker.store.backup import Copied
-from broker.store.backup import backup as backup_data_dir
-from broker.store.backup import restore as restore_data_dir
+from broker.store.backup import Copied, backup, restore
 from broker.store.keys import KeyStore
 
 _DIR = click.Path(path_type=Path, file_okay=False)
@@ -29,12 +27,12 @@ def _show(copied: Copied, verb: str, as_json: bool) -> None:
     )
 
 
-@click.command()
+@click.command("backup")
 @click.argument("dest", type=_DIR)
 @config_option
 @json_option
 @reports_errors
-def backup(dest: Path, config_file: Path | None, as_json: bool) -> None:
+def backup_command(dest: Path, config_file: Path | None, as_json: bool) -> None:
     """Copy the data dir into the new directory DEST, safely while the broker runs.
 
     The database is copied with SQLite's online backup (never cp it beside a running broker),
@@ -46,15 +44,15 @@ def backup(dest: Path, config_file: Path | None, as_json: bool) -> None:
     """
     settings = load_settings(config_file)
     policy = KeyStore.for_settings(settings).policy
-    _show(backup_data_dir(settings.data_dir, dest, policy), "backed up to", as_json)
+    _show(backup(settings.data_dir, dest, policy), "backed up to", as_json)
 
 
-@click.command()
+@click.command("restore")
 @click.argument("source", type=_DIR)
 @config_option
 @json_option
 @reports_errors
-def restore(source: Path, config_file: Path | None, as_json: bool) -> None:
+def restore_command(source: Path, config_file: Path | None, as_json: bool) -> None:
     """Restore a backup made by `test-broker backup` into the (empty) data dir.
 
     Refused while the data dir holds a database, keys or secrets: stop the broker and move the
@@ -66,4 +64,4 @@ def restore(source: Path, config_file: Path | None, as_json: bool) -> None:
     """
     settings = load_settings(config_file)
     policy = KeyStore.for_settings(settings).policy
-    _show(restore_data_dir(source, settings.data_dir, policy), "restored into", as_json)
+    _show(restore(source, settings.data_dir, policy), "restored into", as_json)

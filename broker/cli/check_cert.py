@@ -36,7 +36,7 @@ _DAYS = click.FloatRange(0, 3650)
 @config_option
 @json_option
 @reports_errors
-def check_cert(
+def check_cert_command(
     issuer: str | None,
     ca_file: Path | None,
     warn_days: float,
@@ -58,8 +58,7 @@ def check_cert(
       test-broker check-cert --config /etc/test-broker/config.toml \\
         --textfile /var/lib/prometheus/node-exporter/test-broker.prom
     """
-    from broker.doctor.cert_check import check_cert as check
-    from broker.doctor.cert_check import target, write_textfile
+    from broker.doctor.cert_check import check_cert, target, write_textfile
 
     thumbprints: list[str] = []
     if config_file is not None or os.environ.get(CONFIG_ENV):
@@ -77,7 +76,7 @@ def check_cert(
         raise click.UsageError("--critical-days must not exceed --warn-days")
     if ca_file is not None:
         read_ca_file(ca_file, "--ca-file")  # refuse an unusable CA file before connecting
-    report = check(
+    report = check_cert(
         issuer,
         now=int(time.time()),
         thumbprints=thumbprints,
