@@ -135,6 +135,20 @@ def _thumbprint(found: str | None, registered: Collection[str]) -> Check:
     return Check("thumbprint", "drift", Level.WARNING, detail)
 
 
+_NO_TLS12 = "TLS 1.2 not offered: STS then trusts only the registered thumbprints"
+
+
+def _trust(verified: bool | None, host: str, ca_file: Path | None) -> Check:
+    trust_from = "public CAs" + (" and --ca-file" if ca_file else "")
+    if verified:
+        return Check("trust", "ok", Level.OK, f"verifies for {host} against {trust_from}")
+    if verified is None:
+        detail = f"no second handshake to verify the chain for {host}"
+        return Check("trust", "unknown", Level.WARNING, detail)
+    detail = f"the chain does not verify for {host} against {trust_from}"
+    return Check("trust", "critical", Level.CRITICAL, detail)
+
+
 def check_cert(
     issuer: str,
     *,
@@ -174,30 +188,21 @@ def check_cert(
     if not chain:
         why = _details(findings, "tls.handshake") + _details(findings, "tls.chain")
         return report([Check("handshake", "critical", Level.CRITICAL, "; ".join(why))])
-    checks = [Check("handshake", "ok", Level.OK, f"{len(chain)} certificate(s) served")]
-    checks.append(_expiry(chain, now, warn_days, critical_days))
     misordered = _details(findings, "tls.chain")
-    if misordered:
-        checks.append(Check("chain", "warning", Level.WARNING, "; ".join(misordered)))
-    else:
-        checks.append(Check("chain", "ok", Level.OK, "leaf first, each issued by the next"))
-    if endpoint.tls12:
-        checks.append(Check("tls12", "ok", Level.OK, "TLS 1.2 offered"))
-    else:
-        detail = "TLS 1.2 not offered: STS then trusts only the registered thumbprints"
-        checks.append(Check("tls12", "warning", Level.WARNING, detail))
-    verified = tls_check.trusted(host, port, timeout, guard, ca_file=ca_file)
-    trust_from = "public CAs" + (" and --ca-file" if ca_file else "")
-    if verified:
-        checks.append(Check("trust", "ok", Level.OK, f"verifies for {host} against {trust_from}"))
-    elif verified is None:
-        detail = f"no second handshake to verify the chain for {host}"
-        checks.append(Check("trust", "unknown", Level.WARNING, detail))
-    else:
-        detail = f"the chain does not verify for {host} against {trust_from}"
-        checks.append(Check("trust", "critical", Level.CRITICAL, detail))
-    checks.append(_thumbprint(endpoint.thumbprint, registered))
-    return report(checks)
+    return report(
+        [
+            Check("handshake", "ok", Level.OK, f"{len(chain)} certificate(s) served"),
+            _expiry(chain, now, warn_days, critical_days),
+            Check("chain", "warning", Level.WARNING, "; ".join(misordered))
+            if misordered
+            else Check("chain", "ok", Level.OK, "leaf first, each issued by the next"),
+            Check("tls12", "ok", Level.OK, "TLS 1.2 offered")
+            if endpoint.tls12
+            else Check("tls12", "warning", Level.WARNING, _NO_TLS12),
+            _trust(tls_check.trusted(host, port, timeout, guard, ca_file=ca_file), host, ca_file),
+            _thumbprint(endpoint.thumbprint, registered),
+        ]
+    )
 
 
 EXPIRY_METRIC = "test_broker_cert_expiry_timestamp_seconds"
