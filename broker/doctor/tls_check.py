@@ -165,13 +165,21 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def publicly_trusted(
-    host: str, port: int, timeout: float = 5.0, guard: Guard | None = None
+def trusted(
+    host: str,
+    port: int,
+    timeout: float = 5.0,
+    guard: Guard | None = None,
+    *,
+    ca_file: Path | None = None,
 ) -> bool | None:
-    """Does the served chain verify against public CAs alone, as STS does? None: no answer."""
+    """Does the served chain verify for ``host`` against public CAs alone, as STS does (and
+    ``ca_file``'s, when given)? None: no answer."""
     import certifi
 
     ctx = ssl.create_default_context(cafile=certifi.where())
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=ca_file)
     deadline = time.monotonic() + timeout
     try:
         with _connect(host, port, deadline, guard) as sock:
@@ -213,11 +221,17 @@ def _check_chain(chain: Sequence[x509.Certificate], name: str, out: list[Finding
             out.append(warn("tls.chain", detail, fix))
 
 
+def soonest_expiry(chain: Sequence[x509.Certificate], now: int) -> tuple[x509.Certificate, float]:
+    """The certificate of ``chain`` that expires first, and its days left (negative: expired)."""
+    soonest = min(chain, key=_not_after)
+    left = (_not_after(soonest) - datetime.fromtimestamp(now, UTC)).total_seconds() / 86400
+    return soonest, left
+
+
 def _check_expiry(
     chain: Sequence[x509.Certificate], name: str, now: int, out: list[Finding]
 ) -> None:
-    soonest = min(chain, key=_not_after)
-    left = (_not_after(soonest) - datetime.fromtimestamp(now, UTC)).total_seconds() / 86400
+    soonest, left = soonest_expiry(chain, now)
     subject = soonest.subject.rfc4514_string()
     if left < 0:
         detail = f"{name}: {subject} expired {-left:.0f} days ago; STS cannot fetch the keys"

@@ -107,7 +107,7 @@ def running_nginx(site_text: str, site: NginxSite, directory: Path) -> Iterator[
         start_new_session=True,
     )
     try:
-        ports = (site.http_port, site.https_port)
+        ports = (site.http_port,) if site.acme_only else (site.http_port, site.https_port)
         wait_until(lambda: proc.poll() is not None or all(map(_accepts, ports)), timeout=10)
         if proc.poll() is not None:
             raise RuntimeError(f"nginx exited with {proc.returncode}: {error_log.read_text()}")

@@ -37,6 +37,9 @@ COMMANDS = [
     ["policy", "render"],
     ["verify"],
     ["doctor"],
+    ["check-cert"],
+    ["backup"],
+    ["restore"],
 ]
 
 
