@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
+
 from broker.errors import ConfigError, InputFileError
 
 URL_VAR = "TEST_BROKER_URL"
@@ -47,9 +49,15 @@ class ClientConfig:
                 f"secret), or {AUTH_TOKEN_VAR} (federation proof), or pass --bearer-file or "
                 "--federation-proof"
             )
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"broker URL {self.url!r} must start with http:// or https://")
         object.__setattr__(self, "url", self.url.rstrip("/"))
+        try:
+            parsed = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"broker URL {self.url!r} is not a URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ConfigError(f"broker URL {self.url!r} must be http(s)://host[:port][/path]")
+        if parsed.query or parsed.fragment or not 0 < (parsed.port or 80) < 65536:
+            raise ConfigError(f"broker URL {self.url!r}: a base URL has no query, and a valid port")
 
     @property
     def federation(self) -> bool:
