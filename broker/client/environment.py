@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -62,9 +62,6 @@ class ClientConfig:
     @property
     def federation(self) -> bool:
         return self.proof is not None
-
-    def with_scope(self, scope: str | None) -> ClientConfig:
-        return replace(self, scope=scope)
 
 
 def config_from_env(
