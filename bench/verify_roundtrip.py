@@ -68,7 +68,7 @@ def main() -> None:
             target = Target(
                 role_arn=stack.role_arn(),
                 bucket=BUCKET,
-                scope_tag=stack.settings.scope_tag,
+                scope_tag=stack.settings.scope_tag_of(stack.settings.resource("main")),
                 sts_endpoint=stack.endpoint,
                 s3_endpoint=stack.endpoint,
             )

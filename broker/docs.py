@@ -6,6 +6,7 @@ broker/errors.py docstring; a test fails when either committed file differs from
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -25,11 +26,14 @@ _TREE = re.compile(r"(?<=\n\n)(?:    \S.*\n)+(?=\n)")
 def config_table() -> str:
     rows = ["| field | env | default | meaning |", "|---|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        default = "" if field.default is PydanticUndefined else field.default
+        default = field.get_default(call_default_factory=True)
+        default = "" if default is PydanticUndefined else default
         if default is None:
             shown = "(auto)"
         elif isinstance(default, bool):
             shown = f"`{str(default).lower()}`"
+        elif isinstance(default, list):  # as TOML (and a BROKER_* variable's JSON) spell it
+            shown = f"`{json.dumps(default)}`"
         else:
             shown = f"`{default}`"
         env = f"`{ENV_PREFIX}{name.upper()}`"

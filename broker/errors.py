@@ -33,12 +33,15 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     ├── RateLimited             rate_limited            429
     ├── IssuerNotConformant     issuer_not_conformant   exit 1
     ├── VerifyFailed            verify_failed           exit 1
+    ├── AccountMismatch         account_mismatch        exit 1
+    ├── AwsCallFailed           aws_call_failed         exit 1
     ├── ConfigError             config_error            exit 2
     ├── InputFileError          input_file_error        exit 2
     │   └── TrustPolicyInvalid  trust_policy_invalid    exit 2
     ├── BrokerRefused           broker_refused          exit 1
     ├── BrokerUnavailable       broker_unavailable      exit 1
-    └── LocalIoError            io_error                exit 1
+    ├── LocalIoError            io_error                exit 1
+    └── ReapRefused             reap_refused            exit 1
 
 A code is part of the contract: never rename one once shipped. The HTTP body is always
 ``{"error": code, "message": sentence}`` (a refused scope adds the credential's ``allowance``); the
@@ -268,6 +271,20 @@ class VerifyFailed(BrokerError):
     cli_only = True
 
 
+class AccountMismatch(BrokerError):
+    """The AWS credentials belong to another account than the config's aws_account_id."""
+
+    code = "account_mismatch"
+    cli_only = True
+
+
+class AwsCallFailed(BrokerError):
+    """An AWS call of `aws plan` or `aws apply` failed; the message names the call and the answer."""
+
+    code = "aws_call_failed"
+    cli_only = True
+
+
 class ConfigError(BrokerError):
     """The configuration or an option cannot be used; the message names the field and the fix."""
 
@@ -318,6 +335,13 @@ class LocalIoError(BrokerError):
     """A local file, directory, port or the database failed (permissions, disk, a damaged store)."""
 
     code = "io_error"
+    cli_only = True
+
+
+class ReapRefused(BrokerError):
+    """`reap` deleted nothing: a bucket, scope or key outside the run prefixes, or a failed listing."""
+
+    code = "reap_refused"
     cli_only = True
 
 

@@ -7,6 +7,7 @@ imported only when ``serve`` runs, so every other command starts fast.
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ def serve(config_file: Path | None, host: str | None, port: int | None, check: b
     listen_host, listen_port = settings.listen_address
     kinds = ", ".join(settings.minting_kinds) or "none (inert)"
     if check:
+        for note in settings.deprecations:
+            click.echo(f"warning: {note}", err=True)
         click.echo(
             f"configuration OK: issuer {settings.oidc_issuer}, minting: {kinds}, "
             f"listen {listen_host}:{listen_port}, data {settings.data_dir}"
@@ -57,6 +60,8 @@ def _serve(settings: Settings, host: str, port: int, kinds: str) -> None:
     from broker.server.logs import configure
 
     configure(settings.log_level)
+    for note in settings.deprecations:  # stderr carries only JSON log lines while serving
+        logging.getLogger("broker.config").warning(note)
     app = create_app(settings)
     sock = _listen(host, port)
     click.echo(

@@ -41,6 +41,15 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 ROLE = "oidc-test-role"
 BUCKET = "oidc-test-bucket"
+# A second [[resources]] table with a scope tag of its own: verify proves both, reap sees two
+# buckets, and every token carries both tags (both roles read their own).
+SECOND_ROLE = "oidc-test-second-role"
+SECOND_BUCKET = "oidc-test-second-bucket"
+SECOND_TAG = "second_scope"
+RESOURCES = [
+    {"name": "main", "role": ROLE, "bucket": BUCKET},
+    {"name": "second", "role": SECOND_ROLE, "bucket": SECOND_BUCKET, "scope_tag": SECOND_TAG},
+]
 FOREIGN_PREFIX = "0xdeadbeef/"
 PROOF = "federation-proof"
 # The two misconfigurations the upstream docs warn about, as extra roles beside the real one.
@@ -101,8 +110,7 @@ def broker_settings(issuer: str, data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir,
         "key_reload_seconds": 0.05,
         "aws_account_id": ACCOUNT,
-        "test_role_name": ROLE,
-        "test_bucket": BUCKET,
+        "resources": RESOURCES,
         "seaweedfs_tags_claim": True,
     }
     return load_settings(environ={}, **(values | overrides))
@@ -110,12 +118,17 @@ def broker_settings(issuer: str, data_dir: Path, **overrides: Any) -> Settings:
 
 def iam_config(settings: Settings, ca_file: Path) -> dict[str, Any]:
     """SeaweedFS's STS/IAM config, built from the rendered policies (never written by hand)."""
-    trust = policy.render(settings, "trust", target="seaweedfs")
-    untagged_trust = policy.render(settings, "trust", target="seaweedfs")
+    main = settings.resource("main")
+    trust = policy.render(settings, "trust", main, target="seaweedfs")
+    untagged_trust = policy.render(settings, "trust", main, target="seaweedfs")
     for statement in untagged_trust["Statement"]:
         # The misconfiguration: a trust policy that does not require the scope tag.
         del statement["Condition"]["Null"]
-    role: dict[str, Any] = {"name": "TestRolePolicy", "document": policy.render(settings, "role")}
+    scoped = {
+        r.name: {"name": f"Scoped-{r.name}", "document": policy.render(settings, "role", r)}
+        for r in settings.resources
+    }
+    role = scoped["main"]
     broad: dict[str, Any] = {"name": "BroadGrant", "document": _BROAD_GRANT}
 
     def role_entry(name: str, trust_doc: dict[str, Any], attached: list[str]) -> dict[str, Any]:
@@ -143,14 +156,21 @@ def iam_config(settings: Settings, ca_file: Path) -> dict[str, Any]:
                 "config": {
                     "issuer": settings.oidc_issuer,
                     "clientId": settings.audience,
-                    "allowedPrincipalTagKeys": [settings.scope_tag, settings.caller_tag],
+                    "allowedPrincipalTagKeys": [*settings.scope_tags, settings.caller_tag],
                     "tlsCaCert": str(ca_file),
                 },
             }
         ],
-        "policies": [role, broad],
+        "policies": [*scoped.values(), broad],
         "roles": [
-            role_entry(ROLE, trust, [role["name"]]),
+            *(
+                role_entry(
+                    r.role,
+                    policy.render(settings, "trust", r, target="seaweedfs"),
+                    [scoped[r.name]["name"]],
+                )
+                for r in settings.resources
+            ),
             role_entry(BROAD_ROLE, trust, [role["name"], broad["name"]]),
             role_entry(UNTAGGED_TRUST_ROLE, untagged_trust, [role["name"]]),
         ],
@@ -290,7 +310,10 @@ def seaweed_stack(**settings_overrides: Any) -> Iterator[SeaweedStack]:
         ]
         if problems:
             raise RuntimeError("SeaweedFS skipped part of iam.json: " + "; ".join(problems))
-        for scope in (sw.wallet(), FOREIGN_PREFIX.rstrip("/")):
-            # verify reads PROBE_OBJECT in the foreign scope: it must exist (see broker/aws/verify.py).
-            s3.put_object(Bucket=BUCKET, Key=f"{scope}/{PROBE_OBJECT}", Body=scope.encode())
+        for bucket in [r.bucket for r in broker.settings.resources if r.bucket != BUCKET]:
+            s3.create_bucket(Bucket=bucket)
+        for bucket in [r.bucket for r in broker.settings.resources]:
+            for scope in (sw.wallet(), FOREIGN_PREFIX.rstrip("/")):
+                # verify reads PROBE_OBJECT in the foreign scope: it must exist (broker/aws/verify.py).
+                s3.put_object(Bucket=bucket, Key=f"{scope}/{PROBE_OBJECT}", Body=scope.encode())
         yield sw

@@ -29,7 +29,7 @@ FOREIGN_STEPS = ("get foreign", "list foreign")
 # error code. AWS wording from docs/sts-rules.md, SeaweedFS wording from deploy/seaweedfs.md.
 CAUSE_BY_FRAGMENT = {
     "roles claim": f"the token pins other roles ({ROLES_CLAIM}): pass the broker's "
-    "test role as --role-arn, or set test_role_name to this role",
+    "test role as --role-arn, or add this role to the broker's [[resources]]",
     "No OpenIDConnect provider found": "the token's iss is not a registered OIDC provider; iss "
     "must equal the provider URL byte for byte (https, no port, no trailing slash)",
     "no identity provider registered": "the token's iss matches no registered provider "

@@ -15,6 +15,7 @@ import copy
 from typing import Any, Literal
 
 from broker.config import Settings
+from broker.config.resources import TestResource
 from broker.errors import ConfigError
 from broker.sts.catalogue import ROLES_CLAIM, TAG_SESSION, WEB_IDENTITY
 from broker.sts.tags import SEAWEEDFS_TAGS_CLAIM
@@ -45,13 +46,14 @@ def provider_arn(settings: Settings) -> str:
     return f"arn:aws:iam::{settings.aws_account_id}:oidc-provider/{settings.issuer_host_path}"
 
 
-def scope_variable(settings: Settings) -> str:
-    return f"${{aws:PrincipalTag/{settings.scope_tag}}}"
+def scope_variable(settings: Settings, resource: TestResource) -> str:
+    return f"${{aws:PrincipalTag/{settings.scope_tag_of(resource)}}}"
 
 
-def trust_policy(settings: Settings) -> Document:
+def trust_policy(settings: Settings, resource: TestResource) -> Document:
     """Who may assume the test role: tokens of this issuer, for our audience, carrying a scope."""
     host = settings.issuer_host_path
+    tag = settings.scope_tag_of(resource)
     return {
         "Version": VERSION,
         "Statement": [
@@ -63,18 +65,17 @@ def trust_policy(settings: Settings) -> Document:
                 "Action": [WEB_IDENTITY, TAG_SESSION],
                 "Condition": {
                     "StringEquals": {f"{host}:aud": settings.audience},
-                    "Null": {f"aws:RequestTag/{settings.scope_tag}": "false"},
+                    "Null": {f"aws:RequestTag/{tag}": "false"},
                 },
             }
         ],
     }
 
 
-def _scoped_statements(settings: Settings) -> list[Document]:
+def _scoped_statements(settings: Settings, resource: TestResource) -> list[Document]:
     """Object access and listing confined to the session's own scope prefix."""
-    _need(settings, "test_bucket")
-    bucket = f"arn:aws:s3:::{settings.test_bucket}"
-    scope = scope_variable(settings)
+    bucket = f"arn:aws:s3:::{resource.bucket}"
+    scope = scope_variable(settings, resource)
     return [
         {
             "Sid": "OwnScopeObjects",
@@ -93,22 +94,19 @@ def _scoped_statements(settings: Settings) -> list[Document]:
     ]
 
 
-def role_policy(settings: Settings) -> Document:
+def role_policy(settings: Settings, resource: TestResource) -> Document:
     """The test role's identity policy."""
-    return {"Version": VERSION, "Statement": _scoped_statements(settings)}
+    return {"Version": VERSION, "Statement": _scoped_statements(settings, resource)}
 
 
-def bucket_policy(settings: Settings) -> Document:
+def bucket_policy(settings: Settings, resource: TestResource) -> Document:
     """The same grants on the bucket side, for the test role only (defence in depth)."""
-    _need(settings, "test_role_name", "test_bucket")
-    principal = {"AWS": settings.test_role_arn}
-    return {
-        "Version": VERSION,
-        "Statement": [{**s, "Principal": principal} for s in _scoped_statements(settings)],
-    }
+    principal = {"AWS": settings.role_arn(resource)}
+    statements = _scoped_statements(settings, resource)
+    return {"Version": VERSION, "Statement": [{**s, "Principal": principal} for s in statements]}
 
 
-def for_seaweedfs(trust: Document, settings: Settings) -> Document:
+def for_seaweedfs(trust: Document, settings: Settings, resource: TestResource) -> Document:
     """Rewrite an AWS trust policy into what SeaweedFS 4.48 evaluates (deploy/seaweedfs.md).
 
     - ``sts:TagSession`` is dropped: SeaweedFS refuses it and silently drops the whole role.
@@ -119,6 +117,7 @@ def for_seaweedfs(trust: Document, settings: Settings) -> Document:
     """
     doc = copy.deepcopy(trust)
     host = settings.issuer_host_path
+    tag = settings.scope_tag_of(resource)
     for statement in doc["Statement"]:
         statement["Action"] = [a for a in statement["Action"] if a != TAG_SESSION]
         condition = statement.get("Condition", {})
@@ -126,28 +125,33 @@ def for_seaweedfs(trust: Document, settings: Settings) -> Document:
         if f"{host}:aud" in equals:
             equals["oidc:aud"] = equals.pop(f"{host}:aud")
         null = condition.get("Null", {})
-        if f"aws:RequestTag/{settings.scope_tag}" in null:
-            null[f"oidc:{SEAWEEDFS_TAGS_CLAIM}"] = null.pop(f"aws:RequestTag/{settings.scope_tag}")
+        if f"aws:RequestTag/{tag}" in null:
+            null[f"oidc:{SEAWEEDFS_TAGS_CLAIM}"] = null.pop(f"aws:RequestTag/{tag}")
     return doc
 
 
-def render(settings: Settings, kind: PolicyKind, target: PolicyTarget = "aws") -> Document:
+def render(
+    settings: Settings,
+    kind: PolicyKind,
+    resource: TestResource,
+    target: PolicyTarget = "aws",
+) -> Document:
     if kind == "trust":
-        trust = trust_policy(settings)
-        return for_seaweedfs(trust, settings) if target == "seaweedfs" else trust
+        trust = trust_policy(settings, resource)
+        return for_seaweedfs(trust, settings, resource) if target == "seaweedfs" else trust
     if kind == "role":
-        return role_policy(settings)
-    return bucket_policy(settings)
+        return role_policy(settings, resource)
+    return bucket_policy(settings, resource)
 
 
 def notes(settings: Settings, kind: PolicyKind, target: PolicyTarget) -> list[str]:
     """What a person applying the document should know that the JSON cannot say."""
     out: list[str] = []
-    if kind == "trust" and settings.test_role_arn:
+    if kind == "trust":
         out.append(
-            f"every token this broker mints carries {ROLES_CLAIM} = [{settings.test_role_arn}]: "
-            "STS checks it before this trust policy, so the tokens can assume no other role, "
-            "even one that wrongly trusts this issuer"
+            f"every token this broker mints carries {ROLES_CLAIM} = "
+            f"[{', '.join(settings.role_arns)}]: STS checks it before this trust policy, so the "
+            "tokens can assume no other role, even one that wrongly trusts this issuer"
         )
     if kind == "trust" and target == "seaweedfs" and not settings.seaweedfs_tags_claim:
         out.append(

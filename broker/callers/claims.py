@@ -44,7 +44,8 @@ class MintRequest:
 
 def token_claims(s: Settings, req: MintRequest, ttl: int, now: int, jti: str) -> dict[str, Any]:
     """The claims of one token (header and signature aside)."""
-    tags = {s.scope_tag: [req.scope], s.caller_tag: [req.kind]}
+    # The scope under every configured scope tag: each resource's policies read their own.
+    tags = {tag: [req.scope] for tag in s.scope_tags} | {s.caller_tag: [req.kind]}
     # An extra tag never replaces the broker's own (a case variant fails tags.duplicate_keys).
     tags.update({k: [v] for k, v in req.extra_tags.items() if k not in tags})
     issued = now - backdate(ttl)
@@ -58,12 +59,12 @@ def token_claims(s: Settings, req: MintRequest, ttl: int, now: int, jti: str) ->
         "jti": jti,
         # Upstream scripts decode the scope (their wallet) from this top-level claim.
         s.scope_tag: req.scope,
-        TAGS_CLAIM: {"principal_tags": tags, "transitive_tag_keys": [s.scope_tag]},
+        TAGS_CLAIM: {"principal_tags": tags, "transitive_tag_keys": s.scope_tags},
     }
-    if s.test_role_arn:
+    if s.resources:
         # STS enforces the pin before the trust policy: even a production role that wrongly
         # trusted this issuer cannot be assumed with these tokens.
-        claims[ROLES_CLAIM] = [s.test_role_arn]
+        claims[ROLES_CLAIM] = s.role_arns
     if s.seaweedfs_tags_claim:
         claims[SEAWEEDFS_TAGS_CLAIM] = tags
     return claims

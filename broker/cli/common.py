@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from broker.config import Settings, load_settings
 from broker.errors import BrokerError, InputFileError, LocalIoError
 from broker.store import StoreError
 
@@ -21,10 +22,12 @@ __all__ = [
     "config_option",
     "input_file",
     "json_option",
+    "load_config",
     "read_ca_file",
     "read_json_file",
     "read_text_file",
     "reports_errors",
+    "resource_option",
     "table",
     "tree_error",
     "when",
@@ -40,6 +43,20 @@ config_option = click.option(
     help="TOML config file (default: $BROKER_CONFIG, else built-in defaults).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+resource_option = click.option(
+    "--resource",
+    "resource_name",
+    metavar="NAME",
+    help="The [[resources]] table to use (needed when several are configured).",
+)
+
+
+def load_config(config_file: Path | None, **overrides: Any) -> Settings:
+    """The settings a command runs with; notes about deprecated keys go to stderr."""
+    settings = load_settings(config_file, **overrides)
+    for note in settings.deprecations:
+        click.echo(f"warning: {note}", err=True)
+    return settings
 
 
 class OneLineUsage(click.Command):

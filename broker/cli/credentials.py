@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from broker.callers import credentials
-from broker.cli.common import config_option, json_option, reports_errors, table, when
-from broker.config import MAX_ROTATION_GRACE, MIN_TOKEN_TTL, Settings, load_settings
+from broker.cli.common import config_option, json_option, load_config, reports_errors, table, when
+from broker.config import MAX_ROTATION_GRACE, MIN_TOKEN_TTL, Settings
 from broker.errors import ConfigError, InvalidRequest
 from broker.store import Store, exists, open_store
 from broker.sts.tags import MAX_TAG_VALUE, TAG_PUNCTUATION, plain_tag_key_ok, tag_value_ok
@@ -62,7 +62,8 @@ def _table(infos: list[credentials.CredentialInfo]) -> str:
 
 
 def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
-    own = {settings.scope_tag.lower(), settings.caller_tag.lower()}
+    broker_tags = [*settings.scope_tags, settings.caller_tag]
+    own = {t.lower() for t in broker_tags}
     tags: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -71,7 +72,7 @@ def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
         if key.lower() in own or key.lower() in {k.lower() for k in tags}:
             raise InvalidRequest(
                 f"--tag {pair!r}: tag keys are unique ignoring case, and the broker sets "
-                f"{settings.scope_tag!r} and {settings.caller_tag!r} itself"
+                f"{', '.join(repr(t) for t in broker_tags)} itself"
             )
         if not tag_value_ok(value):
             raise InvalidRequest(
@@ -122,7 +123,7 @@ def add_command(
       test-broker credentials add --kind ci --name web --scope-pattern 'ci/web/pr-*/run-*' --json
       test-broker credentials add --kind dev --name alice --max-ttl 900
     """
-    settings = load_settings(config_file)
+    settings = load_config(config_file)
     cap = settings.max_token_ttl_seconds
     now = int(time.time())
     if max_ttl is not None and not MIN_TOKEN_TTL <= max_ttl <= cap:
@@ -157,7 +158,7 @@ def list_command(config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker credentials list --json
     """
-    with closing(_open(load_settings(config_file))) as store:
+    with closing(_open(load_config(config_file))) as store:
         infos = [credentials.CredentialInfo.of(r) for r in store.list_credentials()]
     if as_json:
         click.echo(json.dumps({"credentials": [asdict(i) for i in infos]}, indent=2))
@@ -177,7 +178,7 @@ def revoke_command(ref: str, config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker credentials revoke web
     """
-    with closing(_open(load_settings(config_file))) as store:
+    with closing(_open(load_config(config_file))) as store:
         info = credentials.revoke(store, ref, int(time.time()))
     _show(info, None, as_json)
 
@@ -200,7 +201,7 @@ def rotate_command(ref: str, grace: int | None, config_file: Path | None, as_jso
     Example:
       test-broker credentials rotate web --grace 3600
     """
-    settings = load_settings(config_file)
+    settings = load_config(config_file)
     with closing(_open(settings)) as store:
         chosen = settings.rotation_grace_seconds if grace is None else grace
         info, secret = credentials.rotate(store, ref, chosen, int(time.time()))
@@ -224,7 +225,7 @@ def audit(since: str | None, caller: str | None, config_file: Path | None, as_js
       test-broker audit --since 2026-11-23T00:00:00Z --caller ci
     """
     start = _parse_since(since)  # before touching the store: bad input changes nothing
-    with closing(_open(load_settings(config_file))) as store:
+    with closing(_open(load_config(config_file))) as store:
         records = store.read_audit(since=start, caller=caller)
         refusals = [] if caller is not None else store.read_refusals(since=start)
     if as_json:

@@ -15,13 +15,14 @@ from broker.cli.common import (
     config_option,
     input_file,
     json_option,
+    load_config,
     read_ca_file,
     read_json_file,
     read_text_file,
     reports_errors,
     table,
 )
-from broker.config import CONFIG_ENV, load_settings
+from broker.config import CONFIG_ENV
 from broker.errors import InputFileError, TrustPolicyInvalid
 
 if TYPE_CHECKING:
@@ -58,7 +59,11 @@ def _read_json(path: Path | None, option: str) -> Any:
     help="Client id registered on the IAM OIDC provider (repeatable; default: the configured "
     "audience, else sts.amazonaws.com).",
 )
-@click.option("--role-arn", help="Role to be assumed: applies the roles-claim pinning rules.")
+@click.option(
+    "--role-arn",
+    help="Role to be assumed: applies the roles-claim pinning rules (default with --config: "
+    "every configured resource's role, each of which the token must pin).",
+)
 @click.option(
     "--trust-policy", "policy_file", type=input_file, help="Role trust policy JSON (--token)."
 )
@@ -104,10 +109,12 @@ def doctor(
 
     if config_file is not None or os.environ.get(CONFIG_ENV):
         # Only an explicit config: the built-in default issuer is a loopback http URL.
-        settings = load_settings(config_file)
+        settings = load_config(config_file)
         issuer = issuer or settings.oidc_issuer
         audiences = audiences or (settings.audience,)
-        role_arn = role_arn or settings.test_role_arn
+        role_arns = (role_arn,) if role_arn else tuple(settings.role_arns)
+    else:
+        role_arns = (role_arn,) if role_arn else ()
     audiences = audiences or ("sts.amazonaws.com",)
     if issuer is None and token_arg is None:
         raise click.UsageError("give --issuer URL, --config FILE, --token JWT|@FILE, or both")
@@ -124,7 +131,7 @@ def doctor(
             token=_read_token(token_arg) if token_arg is not None else None,
             jwks=jwks,
             audiences=audiences,
-            role_arn=role_arn,
+            role_arns=role_arns,
             policy=_read_json(policy_file, "--trust-policy"),
             ca_file=ca_file,
             now=int(time.time()) if now is None else now,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from broker.cli.common import config_option, json_option, reports_errors, table, when
-from broker.config import Settings, load_settings
+from broker.cli.common import config_option, json_option, load_config, reports_errors, table, when
+from broker.config import Settings
 from broker.store import exists, open_store
 from broker.store.keys import KeyRecord, KeyState, KeyStore
 
@@ -103,7 +103,7 @@ def keys_list(config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker keys list --json
     """
-    _print_keys(KeyStore.for_settings(load_settings(config_file)).records(), as_json)
+    _print_keys(KeyStore.for_settings(load_config(config_file)).records(), as_json)
 
 
 @keys.command("rotate")
@@ -123,7 +123,7 @@ def keys_rotate(config_file: Path | None, as_json: bool) -> None:
     Example:
       test-broker keys rotate
     """
-    settings = load_settings(config_file)
+    settings = load_config(config_file)
     keys = KeyStore.for_settings(settings)
     # A rotation racing this one between here and rotate() is refused there: its new next key
     # is too fresh to promote, so the kid read here is the one that retires.
@@ -147,19 +147,25 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
       test-broker keys remove 70ujgvmh9guqWZ8JEWe1NQ1AMOhRx4jQOHWoBVKrWeU
     """
     _print_keys(
-        KeyStore.for_settings(load_settings(config_file)).remove(kid, int(time.time())), as_json
+        KeyStore.for_settings(load_config(config_file)).remove(kid, int(time.time())), as_json
     )
 
 
 # Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.
 from broker.cli.aws import policy, verify
+from broker.cli.bringup import aws_group
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
+from broker.cli.reap import reap
+from broker.cli.render import render_group
 from broker.cli.token import token_command
 
+main.add_command(aws_group)
 main.add_command(credentials_group)
 main.add_command(audit)
 main.add_command(doctor)
 main.add_command(policy)
+main.add_command(render_group)
 main.add_command(verify)
 main.add_command(token_command)
+main.add_command(reap)

@@ -21,7 +21,13 @@ from broker.errors import ConfigError
 CONFIG_ENV = "BROKER_CONFIG"
 # Fields a BROKER_* variable must spell as JSON (pydantic-settings decodes them): shape, example.
 _ENV_JSON_SHAPES = {
-    "trusted_proxies": ("a JSON list of IP addresses or networks", '["127.0.0.1", "10.0.0.0/8"]')
+    "trusted_proxies": ("a JSON list of IP addresses or networks", '["127.0.0.1", "10.0.0.0/8"]'),
+    "resources": (
+        "a JSON list of tables",
+        '[{"name": "mail", "role": "mail-oidc-test", "bucket": "mail-oidc-test"}]',
+    ),
+    "oidc_thumbprints": ("a JSON list of 40-hex SHA-1 thumbprints", '["' + "0" * 40 + '"]'),
+    "run_prefix_patterns": ("a JSON list of scope patterns", '["ci/*/**"]'),
 }
 
 
@@ -73,7 +79,7 @@ def _describe(exc: ValidationError, config_file: Path | None) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field; remove it or check its spelling against the README config table"
-        lines.append(
-            f"{field}: {msg} (env {ENV_PREFIX}{field.upper()})" if field != "config" else msg
-        )
+        # A table's key (resources.0.role) is set through its section's one variable.
+        env = f"{ENV_PREFIX}{str(err['loc'][0]).upper()}" if err["loc"] else ""
+        lines.append(f"{field}: {msg} (env {env})" if field != "config" else msg)
     return f"invalid configuration{where}: " + "; ".join(lines)

@@ -6,6 +6,7 @@ Cross-field rules run before a socket opens, and each message names the field an
 from __future__ import annotations
 
 import ipaddress
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
@@ -19,6 +20,20 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from broker.config.resources import (
+    BUCKET_NAME,
+    DEFAULT_RUN_PREFIX_PATTERNS,
+    LEGACY_KEYS,
+    LEGACY_NOTE,
+    ROLE_NAME,
+    RunPrefixPatterns,
+    TestResource,
+    Thumbprints,
+    check_resources,
+    check_scope_tags,
+    legacy_resources,
+    pick_resource,
+)
 from broker.sts.catalogue import MAX_LIFETIME, ROLES_CLAIM
 from broker.sts.issuer_rules import is_loopback_host, issuer_problem
 from broker.sts.oidc import JWKS_PATH
@@ -51,6 +66,8 @@ MAX_BURST = 1_000_000
 config_file_var: ContextVar[Path | None] = ContextVar("config_file_var", default=None)
 
 
+# A path nginx reads as one unquoted token: no spaces, quotes, ';', braces or '$' variables.
+NGINX_SAFE_PATH = re.compile(r"[A-Za-z0-9._/@+=:-]+")
 # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d, so this block is every IPv4 client.
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
@@ -197,15 +214,35 @@ class Settings(BaseSettings):
         "A network covering everyone (`0.0.0.0/0`, `::/0`) is refused.",
     )
     aws_account_id: str | None = Field(
-        None, pattern=r"^[0-9]{12}$", description="AWS account of the test role and bucket."
+        None, pattern=r"^[0-9]{12}$", description="AWS account of the test roles and buckets."
+    )
+    resources: list[TestResource] = Field(
+        default_factory=list,
+        description="`[[resources]]` tables (`name`, `role`, `bucket`, optional `scope_tag`): "
+        f"the test roles and buckets; every token pins every role (`{ROLES_CLAIM}`).",
     )
     test_role_name: str | None = Field(
         None,
-        pattern=r"^[\w+=,.@-]{1,64}$",
-        description=f"IAM test role; when set, every token pins it (`{ROLES_CLAIM}`).",
+        pattern=ROLE_NAME,
+        description="Deprecated: read with `test_bucket` as one resource named `default`; "
+        "write a `[[resources]]` table instead.",
     )
     test_bucket: str | None = Field(
-        None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="S3 test bucket."
+        None, pattern=BUCKET_NAME, description="Deprecated: see `test_role_name`."
+    )
+    oidc_thumbprints: Thumbprints = Field(
+        default_factory=list,
+        max_length=5,  # IAM keeps at most five per OIDC provider
+        description="SHA-1 thumbprints (40 hex, stored lowercase) of the issuer's top "
+        "intermediate CA, for the IAM OIDC provider.",
+    )
+    run_prefix_days: int = Field(
+        7, ge=1, le=3650, description="Age after which run prefixes expire (`reap`, lifecycle)."
+    )
+    run_prefix_patterns: RunPrefixPatterns = Field(
+        default_factory=lambda: list(DEFAULT_RUN_PREFIX_PATTERNS),
+        description="Scope patterns (the credentials' grammar) `reap` may delete under; "
+        "each starts with a literal segment.",
     )
     test_marker: str = Field(
         "oidc-test",
@@ -216,6 +253,16 @@ class Settings(BaseSettings):
         False,
         description=f"Also emit the flat `{SEAWEEDFS_TAGS_CLAIM}` claim "
         "SeaweedFS reads (AWS's reaction to it is unverified).",
+    )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="Certificate chain nginx serves (leaf first, then intermediates); default: "
+        "certbot's `/etc/letsencrypt/live/<issuer host>/fullchain.pem`.",
+    )
+    tls_key_file: Path | None = Field(
+        None,
+        description="Its private key; default: certbot's "
+        "`/etc/letsencrypt/live/<issuer host>/privkey.pem`.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
@@ -272,6 +319,24 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _nginx_safe_path(cls, value: Path | None) -> Path | None:
+        # The path is written into the nginx site (`test-broker render nginx`) as one token.
+        if value is not None and not (
+            value.is_absolute() and NGINX_SAFE_PATH.fullmatch(str(value))
+        ):
+            raise ValueError(
+                f"{str(value)!r} must be an absolute path of letters, digits and . _ - / @ + = : "
+                "(it is written into the nginx site)"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_resource(cls, data: object) -> object:
+        return legacy_resources(data)
+
     @field_validator("sub_template")
     @classmethod
     def _sub_has_scope(cls, value: str) -> str:
@@ -297,15 +362,13 @@ class Settings(BaseSettings):
                 f"scope_tag {self.scope_tag!r} is a claim every token already carries; "
                 "choose another name (e.g. the default agentkeys_user_wallet)"
             )
-        for name in ("test_role_name", "test_bucket"):
-            value = getattr(self, name)
-            if value is not None and self.test_marker not in value:
-                raise ValueError(
-                    f"{name} {value!r} does not contain test_marker {self.test_marker!r}: "
-                    "only resources named as test resources may be configured"
-                )
-        if self.test_role_name and not self.aws_account_id:
-            raise ValueError("test_role_name needs aws_account_id to form the role ARN")
+        check_resources(
+            self.resources,
+            marker=self.test_marker,
+            account_id=self.aws_account_id,
+            legacy=bool(self.deprecations),
+        )
+        check_scope_tags(self.resources, scope_tag=self.scope_tag, caller_tag=self.caller_tag)
         if self.federation_proof and not self.local_only and not self.allow_open_federation_proof:
             raise ValueError(
                 "federation_proof = true on a public issuer or a non-loopback listen address lets "
@@ -346,10 +409,34 @@ class Settings(BaseSettings):
         return f"{self.oidc_issuer}{JWKS_PATH}"
 
     @property
-    def test_role_arn(self) -> str | None:
-        if self.test_role_name is None:
-            return None
-        return f"arn:aws:iam::{self.aws_account_id}:role/{self.test_role_name}"
+    def deprecations(self) -> list[str]:
+        """Notes for people still using deprecated keys (serve logs them, commands print them)."""
+        return [LEGACY_NOTE] if any(getattr(self, k) is not None for k in LEGACY_KEYS) else []
+
+    def role_arn(self, resource: TestResource) -> str:
+        return resource.role_arn(str(self.aws_account_id))  # resources require the account
+
+    @property
+    def role_arns(self) -> list[str]:
+        """Every configured role, in config order: the roles claim of every token."""
+        return [self.role_arn(r) for r in self.resources]
+
+    def scope_tag_of(self, resource: TestResource) -> str:
+        """The principal tag this resource's policies read the scope from."""
+        return resource.scope_tag or self.scope_tag
+
+    @property
+    def scope_tags(self) -> list[str]:
+        """Every tag a token carries its scope in: the broker's own first, then the resources'."""
+        return [self.scope_tag] + [
+            t
+            for t in dict.fromkeys(r.scope_tag for r in self.resources if r.scope_tag)
+            if t != self.scope_tag
+        ]
+
+    def resource(self, name: str | None = None) -> TestResource:
+        """The resource called ``name``; without a name, the only one configured."""
+        return pick_resource(self.resources, name)
 
     @property
     def issuer_host_path(self) -> str:

@@ -159,7 +159,7 @@ def examine_token(
     audiences: Collection[str],
     now: int,
     jwks: Mapping[str, Any] | None,
-    role_arn: str | None = None,
+    role_arns: Collection[str] = (),
 ) -> tuple[Token | None, list[Finding]]:
     """Every finding for this token (offline): rules, JWKS as this token sees it, signature.
 
@@ -188,7 +188,7 @@ def examine_token(
     )
     out += check_issuer_url(provider)  # the provider URL STS looks up by iss
     out += _check_duplicates(token, audiences)
-    if role_arn is not None:
+    for role_arn in role_arns:  # each role the token is meant for must be in its pin
         out += sts_rules.check_roles_claim(token.claims, role_arn=role_arn)
     if jwks is not None:
         out += check_jwks(jwks, token_kty=key_type(token.header.get("alg")))
@@ -206,7 +206,7 @@ def diagnose(
     token: str | None,
     jwks: Mapping[str, Any] | None = None,
     audiences: Collection[str] = ("sts.amazonaws.com",),
-    role_arn: str | None = None,
+    role_arns: Collection[str] = (),
     policy: Any = None,
     ca_file: Path | None = None,
     now: int,
@@ -251,7 +251,7 @@ def diagnose(
         findings += check_jwks(jwks) if jwks is not None else []
         return report(findings, info, accepted="STS can fetch and use this issuer's keys")
     _, token_findings = examine_token(
-        token, issuer=provider, audiences=audiences, now=now, jwks=jwks, role_arn=role_arn
+        token, issuer=provider, audiences=audiences, now=now, jwks=jwks, role_arns=role_arns
     )
     findings += token_findings
     if policy is not None and parsed is not None and provider is not None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -271,6 +272,20 @@ def inspect(
         thumbprint = top.fingerprint(hashes.SHA1()).hex() if top else None  # noqa: S303 - IAM's own
     endpoint = TlsEndpoint(host=host, port=port, tls12=tls12, chain=chain, thumbprint=thumbprint)
     return endpoint, out
+
+
+def issuer_endpoint(
+    issuer: str, *, now: int, timeout: float = 5.0, guard: Guard | None = None
+) -> tuple[TlsEndpoint, list[Finding]]:
+    """:func:`inspect` the issuer's own host, reached only where STS could reach it.
+
+    Its ``thumbprint`` is what ``aws plan`` registers on the OIDC provider. ``guard`` defaults
+    to the issuer's (:meth:`Guard.for_issuer`); tests pass one that also maps the address.
+    """
+    parts = urlsplit(issuer)
+    port = parts.port or 443
+    guard = guard or Guard.for_issuer(issuer)
+    return inspect(parts.hostname or "", port, now=now, timeout=timeout, guard=guard)
 
 
 def private_ca(host: str, port: int) -> list[Finding]:

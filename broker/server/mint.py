@@ -65,8 +65,8 @@ class Minter:
             now=now,
             max_lifetime=self._max_lifetime,
         )
-        if self._settings.test_role_arn:
-            findings += sts_rules.check_roles_claim(claims, role_arn=self._settings.test_role_arn)
+        for role_arn in self._settings.role_arns:
+            findings += sts_rules.check_roles_claim(claims, role_arn=role_arn)
         findings = sts_catalogue.blocking(findings)
         if findings:
             first = findings[0]

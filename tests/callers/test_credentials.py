@@ -177,6 +177,19 @@ def test_a_tag_value_sts_would_refuse_is_refused_when_added(tmp_path: Path) -> N
     assert ok.exit_code == 0, ok.output
 
 
+def test_a_tag_key_a_resource_carries_the_scope_in_is_the_brokers_own(tmp_path: Path) -> None:
+    table = '[{"name": "v", "role": "v-oidc-test", "bucket": "v-oidc-test", "scope_tag": "vault"}]'
+    env = {
+        "BROKER_DATA_DIR": str(tmp_path),
+        "BROKER_AWS_ACCOUNT_ID": "123456789012",
+        "BROKER_RESOURCES": table,
+    }
+    args = ["credentials", "add", "--kind", "ci", "--name", "web", "--tag", "VAULT=x"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 1
+    assert "the broker sets 'agentkeys_user_wallet', 'vault', 'caller' itself" in result.output
+
+
 @pytest.mark.parametrize("since", ["nan", "inf", "1e999", "1_000", "-5", "yesterday"])
 def test_audit_since_takes_unix_seconds_or_iso_only(tmp_path: Path, since: str) -> None:
     env = {"BROKER_DATA_DIR": str(tmp_path)}

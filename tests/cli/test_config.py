@@ -246,23 +246,30 @@ def test_serve_check_refuses_bad_config(tmp_path: Path) -> None:
     assert "must use https" in bad.stderr
 
 
-def test_test_resources_must_carry_the_marker() -> None:
-    with pytest.raises(ConfigError, match="test_marker"):
-        load_settings(environ={}, aws_account_id="123456789012", test_role_name="prod-admin")
-    with pytest.raises(ConfigError, match="test_marker"):
-        load_settings(environ={}, test_bucket="prod-data")
+def test_the_deprecated_pair_still_reads_as_one_resource() -> None:
+    with pytest.raises(
+        ConfigError, match="test_role_name 'prod-admin' does not contain test_marker"
+    ):
+        load_settings(
+            environ={},
+            aws_account_id="123456789012",
+            test_role_name="prod-admin",
+            test_bucket="oidc-test-b",
+        )
     s = load_settings(
         environ={},
         aws_account_id="123456789012",
         test_role_name="oidc-test-ci",
         test_bucket="oidc-test-b",
     )
-    assert s.test_role_arn == "arn:aws:iam::123456789012:role/oidc-test-ci"
+    assert s.role_arns == ["arn:aws:iam::123456789012:role/oidc-test-ci"]
+    assert (s.resource().name, s.resource().bucket) == ("default", "oidc-test-b")
+    assert "deprecated" in s.deprecations[0]
 
 
 def test_role_needs_an_account() -> None:
     with pytest.raises(ConfigError, match="aws_account_id"):
-        load_settings(environ={}, test_role_name="oidc-test-ci")
+        load_settings(environ={}, test_role_name="oidc-test-ci", test_bucket="oidc-test-b")
 
 
 @pytest.mark.parametrize("tag", ["exp", "sub", "ISS", "jti", "https://aws.amazon.com/tags"])

@@ -65,7 +65,8 @@ def test_the_factory_covers_the_whole_catalogue() -> None:
 
 @pytest.mark.parametrize("case", NEGATIVES, ids=[n.name for n in NEGATIVES])
 def test_negative_token_gets_stss_answer(case: Negative) -> None:
-    result = diagnose(case.token, case.jwks, role_arn=case.role_arn)
+    roles = () if case.role_arn is None else (case.role_arn,)
+    result = diagnose(case.token, case.jwks, role_arns=roles)
     first = next(f for f in result.findings if f.severity is Severity.REJECT)
     assert (case.code, case.rule) == (result.outcome, first.rule)
     assert result.message.startswith(case.message)
@@ -73,7 +74,7 @@ def test_negative_token_gets_stss_answer(case: Negative) -> None:
 
 
 def test_a_good_token_is_accepted_with_no_findings() -> None:
-    result = diagnose(SIGNER.sign(SIGNER.claims()), SIGNER.jwks(), role_arn=None)
+    result = diagnose(SIGNER.sign(SIGNER.claims()), SIGNER.jwks())
     assert (result.outcome, result.findings) == ("accept", [])
 
 
@@ -124,7 +125,7 @@ def test_an_ec_token_passes_a_jwks_crowded_with_rsa_keys() -> None:
 
 def test_the_role_pin_passes_for_the_listed_role() -> None:
     token = SIGNER.sign(SIGNER.claims() | {"https://aws.amazon.com/roles": [ROLE]})
-    assert diagnose(token, SIGNER.jwks(), role_arn=ROLE).accepted
+    assert diagnose(token, SIGNER.jwks(), role_arns=(ROLE,)).accepted
 
 
 def test_not_a_jwt_is_diagnosed_not_raised() -> None:
@@ -320,28 +321,43 @@ def test_a_minted_token_is_accepted_against_the_live_issuer(
     assert {"house"} >= {f["severity"] for f in body["findings"] if f["rule"].startswith("disc")}
 
 
-def test_config_supplies_the_issuer_audience_and_test_role(
+def _arn(role: str) -> str:
+    return f"arn:aws:iam::123456789012:role/{role}"
+
+
+def test_config_supplies_the_issuer_audience_and_test_roles(
     live_broker: StartBroker, tls_ca: trustme.CA, ca_file: str, tmp_path: Path
 ) -> None:
     pinned = {"audience": "test-client", "aws_account_id": "123456789012"}
-    broker = live_broker(tls=tls_ca, test_role_name="oidc-test", **pinned)
-    token = _mint(broker)
+    tables = [
+        {"name": "mail", "role": "mail-oidc-test", "bucket": "mail-oidc-test"},
+        {"name": "vault", "role": "vault-oidc-test", "bucket": "vault-oidc-test"},
+    ]
+    broker = live_broker(tls=tls_ca, resources=tables, **pinned)
+    token = _mint(broker)  # pins both roles
     config = tmp_path / "broker.toml"
 
-    def doctor(role: str, *extra: str) -> tuple[int, dict[str, Any]]:
-        fields = {"oidc_issuer": broker.settings.oidc_issuer, **pinned, "test_role_name": role}
-        config.write_text("".join(f'{k} = "{v}"\n' for k, v in fields.items()))
+    def doctor(roles: list[str], *extra: str) -> tuple[int, dict[str, Any]]:
+        fields = {"oidc_issuer": broker.settings.oidc_issuer, **pinned}
+        text = "".join(f'{k} = "{v}"\n' for k, v in fields.items())
+        text += "".join(
+            f'[[resources]]\nname = "r{i}"\nrole = "{role}"\nbucket = "b{i}-oidc-test"\n'
+            for i, role in enumerate(roles)
+        )
+        config.write_text(text)
         args = ["--config", str(config), "--token", token, "--ca-file", ca_file, *extra]
         result = CliRunner().invoke(main, ["doctor", *args, "--json"])
         return result.exit_code, json.loads(result.output)
 
-    code, body = doctor("oidc-test")
-    # accepted: discovery came from the configured issuer, aud and the roles pin matched
+    code, body = doctor(["mail-oidc-test", "vault-oidc-test"])
+    # accepted: discovery came from the configured issuer, aud and both roles are pinned
     assert (code, body["outcome"]) == (0, "accept"), body
     assert body["info"]["discovery_seconds"] is not None
-    code, body = doctor("oidc-test-other")
+    code, body = doctor(["mail-oidc-test", "oidc-test-other"])  # a role the token does not pin
     assert "roles.target" in [f["rule"] for f in body.get("findings", [])], body
-    code, body = doctor("oidc-test", "--audience", "other")
+    code, body = doctor(["oidc-test-other"], "--role-arn", _arn("vault-oidc-test"))
+    assert (code, body["outcome"]) == (0, "accept"), body  # --role-arn beats the config
+    code, body = doctor(["mail-oidc-test"], "--audience", "other")
     assert body["outcome"] == "InvalidIdentityToken"  # an explicit option beats the config
 
 

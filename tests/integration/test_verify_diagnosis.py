@@ -119,4 +119,4 @@ def test_partial_own_grant_is_named() -> None:
 def test_verify_without_a_role_exits_2_naming_the_setting() -> None:
     result = CliRunner().invoke(main, ["verify", "--bucket", "oidc-test-b"])
     assert result.exit_code == 2
-    assert "--role-arn (or test_role_name)" in result.stderr
+    assert "verify needs --role-arn (or a [[resources]] table)" in result.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from broker import config, docs, errors
+from broker import docs, errors
 from broker.cli.common import reports_errors
 from broker.errors import BrokerError, all_error_classes, render_tree
 from broker.store import StoreError
@@ -61,8 +61,8 @@ def test_the_tree_says_http_status_or_cli_exit_code_per_class() -> None:
 
 
 def test_config_and_trust_policy_errors_are_in_the_tree() -> None:
-    assert issubclass(config.ConfigError, BrokerError)
-    assert (config.ConfigError.code, config.ConfigError.exit_code) == ("config_error", 2)
+    assert issubclass(errors.ConfigError, BrokerError)
+    assert (errors.ConfigError.code, errors.ConfigError.exit_code) == ("config_error", 2)
     with pytest.raises(errors.TrustPolicyInvalid) as refused:
         trust_policy.evaluate([], {}, host_path="oidc-test.example.com")
     assert isinstance(refused.value, errors.InputFileError)
@@ -78,7 +78,7 @@ def _raises(exc: Exception) -> Callable[..., None]:
 @pytest.mark.parametrize(
     ("exc", "code", "exit_code", "message"),
     [
-        (config.ConfigError("port: bad"), "config_error", 2, "port: bad"),
+        (errors.ConfigError("port: bad"), "config_error", 2, "port: bad"),
         (PermissionError(13, "Permission denied"), "io_error", 1, "[Errno 13] Permission denied"),
         (
             StoreError("database is locked"),

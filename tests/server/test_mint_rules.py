@@ -50,13 +50,40 @@ def test_a_token_breaking_a_rule_is_refused_naming_the_rule(live_broker: StartBr
     assert "jwt" not in body
 
 
-def test_configured_test_role_is_pinned_in_every_token(live_broker: StartBroker) -> None:
-    broker = live_broker(aws_account_id="123456789012", test_role_name="oidc-test-role")
+def test_every_configured_test_role_is_pinned_in_every_token(live_broker: StartBroker) -> None:
+    resources = [
+        {"name": "mail", "role": "mail-oidc-test", "bucket": "mail-oidc-test"},
+        {"name": "vault", "role": "vault-oidc-test", "bucket": "vault-oidc-test"},
+    ]
+    broker = live_broker(aws_account_id="123456789012", resources=resources)
     token = mint_response(broker).json()["jwt"]
     claims = pyjwt.decode(token, options={"verify_signature": False})
     assert claims["https://aws.amazon.com/roles"] == [
-        "arn:aws:iam::123456789012:role/oidc-test-role"
+        "arn:aws:iam::123456789012:role/mail-oidc-test",
+        "arn:aws:iam::123456789012:role/vault-oidc-test",
     ]
+
+
+def test_a_resource_scope_tag_rides_in_every_token_beside_the_brokers_own(
+    live_broker: StartBroker,
+) -> None:
+    resources = [
+        {"name": "mail", "role": "mail-oidc-test", "bucket": "mail-oidc-test"},
+        {"name": "vault", "role": "vault-oidc-test", "bucket": "vault-oidc-test", "scope_tag": "v"},
+    ]
+    broker = live_broker(aws_account_id="123456789012", resources=resources)
+    body = mint_response(broker).json()
+    claims = pyjwt.decode(body["jwt"], options={"verify_signature": False})
+    tags = claims["https://aws.amazon.com/tags"]
+    scope = body["wallet"]
+    assert tags["principal_tags"] == {
+        "agentkeys_user_wallet": [scope],
+        "v": [scope],
+        "caller": ["fed"],
+    }
+    assert tags["transitive_tag_keys"] == ["agentkeys_user_wallet", "v"]
+    assert claims["agentkeys_user_wallet"] == scope  # the upstream top-level claim is unchanged
+    assert "v" not in claims
 
 
 def test_seaweedfs_flat_tags_claim_is_off_by_default_and_mirrors_the_tags(

@@ -58,8 +58,9 @@ def test_the_hand_written_policy_admits_a_broker_token() -> None:
 def test_the_policy_the_project_renders_admits_its_tokens(
     make_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(oidc_issuer=ISSUER, aws_account_id="123456789012")
-    rendered = policies.trust_policy(settings)
+    table = {"name": "main", "role": "oidc-test-role", "bucket": "oidc-test-bucket"}
+    settings = make_settings(oidc_issuer=ISSUER, aws_account_id="123456789012", resources=[table])
+    rendered = policies.trust_policy(settings, settings.resource())
     assert evaluate(rendered, CLAIMS, host_path=settings.issuer_host_path) == []
 
 
