@@ -38,7 +38,7 @@ from broker.server.audit import AuditLog
 from broker.server.issuer_keys import IssuerKeys
 from broker.server.metrics import Metrics
 from broker.server.mint import Minter, MintResult
-from broker.server.ratelimit import RateLimiter
+from broker.server.ratelimit import CallerLimits
 from broker.server.request_input import (
     GRANT_TYPE,
     JWT_TOKEN_TYPE,
@@ -60,6 +60,7 @@ class ExchangeApi:
         minter: Minter,
         audit: AuditLog,
         metrics: Metrics,
+        limits: CallerLimits,
         keys: IssuerKeys,
         clock: Callable[[], int],
     ) -> None:
@@ -67,13 +68,9 @@ class ExchangeApi:
         self.minter = minter
         self.audit = audit
         self.metrics = metrics
+        self.limits = limits
         self.keys = keys
         self.clock = clock
-        self.limits = settings.rate_limits
-        self.per_caller = RateLimiter(settings.mint_rate_per_second, settings.mint_burst, "mints")
-        self.per_address = RateLimiter(
-            settings.unauth_rate_per_second, settings.unauth_burst, "failed authentications"
-        )
 
     async def token_exchange(self, request: Request) -> Response:
         attempt = _Attempt(client=request.client.host if request.client else "-")
@@ -118,12 +115,11 @@ class ExchangeApi:
             key = await self.keys.key(table, kid)
             grant = exchange.grant_for(attempt.token, table, key, alg, now)
         except (InvalidGrant, InvalidRequest):
-            self._failed_authentication(attempt.client)
+            self.limits.charge_failure(attempt.client)
             raise
         attempt.grant = grant
-        if self.limits:  # one bucket per job identity, as a credential has its own
-            who = f"{table.issuer_url} {attempt.token.claim('sub')}"
-            self.per_caller.take(who, time.monotonic())
+        # One bucket per job identity, as a credential has its own.
+        self.limits.charge_caller(f"{table.issuer_url} {attempt.token.claim('sub')}")
         scope = _narrowed(grant.scope, body.scope)
         attempt.scope = scope
         req = MintRequest(
@@ -133,10 +129,6 @@ class ExchangeApi:
             max_ttl=min(grant.max_ttl, self.settings.max_token_ttl_seconds),
         )
         return self.minter.mint(req, ttl=body.ttl_seconds, now=now)
-
-    def _failed_authentication(self, client: str) -> None:
-        if self.limits:
-            self.per_address.take(client, time.monotonic())
 
 
 def _check_types(body: ExchangeBody) -> None:

@@ -276,6 +276,19 @@ def test_refused_exchanges_spend_the_addresss_failure_budget(
     assert limited.status_code == 200
 
 
+def test_failures_at_both_endpoints_drain_one_address_budget(
+    live_broker: StartBroker, github: StandInIssuer
+) -> None:
+    # Two endpoints must not mean twice the guesses: one failure budget per address.
+    broker = live_broker(
+        trusted_issuers=[github.table(AUD)], unauth_burst=2, unauth_rate_per_second=0.01
+    )
+    bad = github.token(AUD, repository="evil/app")
+    assert [exchange(broker, bad).status_code for _ in range(2)] == [400, 400]
+    guess = broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": "Bearer fps_guess"})
+    assert guess.status_code == 429
+
+
 def test_the_audit_command_shows_the_subject_as_an_object(
     broker: LiveBroker, github: StandInIssuer
 ) -> None:
