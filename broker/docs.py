@@ -20,7 +20,8 @@ from broker.errors import all_error_classes, render_tree
 README = Path(__file__).resolve().parent.parent / "README.md"
 ERRORS = Path(errors.__file__).resolve()
 # The tree in the errors.py docstring: the first run of indented lines after a blank line.
-_TREE = re.compile(r"(?<=\n\n)(?:    \S.*\n)+(?=\n)")
+# The tree opens with its root's row, so no other indented block (a class body) can match.
+_TREE = re.compile(r"(?<=\n\n)    BrokerError .*\n(?:    \S.*\n)*(?=\n)")
 
 
 def config_table() -> str:

@@ -37,6 +37,8 @@ The tree is generated from the classes (``python -m broker.docs``; tests/server/
     ├── RateLimited               rate_limited            429
     ├── IssuerNotConformant       issuer_not_conformant   exit 1
     ├── VerifyFailed              verify_failed           exit 1
+    ├── AccountMismatch           account_mismatch        exit 1
+    ├── AwsCallFailed             aws_call_failed         exit 1
     ├── ConfigError               config_error            exit 2
     ├── InputFileError            input_file_error        exit 2
     │   └── TrustPolicyInvalid    trust_policy_invalid    exit 2
@@ -298,6 +300,20 @@ class VerifyFailed(BrokerError):
     cli_only = True
 
 
+class AccountMismatch(BrokerError):
+    """The AWS credentials belong to another account than the config's aws_account_id."""
+
+    code = "account_mismatch"
+    cli_only = True
+
+
+class AwsCallFailed(BrokerError):
+    """An AWS call of `aws plan`, `aws apply` or `reap` failed; the message names the call and the answer."""
+
+    code = "aws_call_failed"
+    cli_only = True
+
+
 class ConfigError(BrokerError):
     """The configuration or an option cannot be used; the message names the field and the fix."""
 
@@ -352,7 +368,7 @@ class LocalIoError(BrokerError):
 
 
 class ReapRefused(BrokerError):
-    """`reap` deleted nothing: a bucket, scope or key outside the run prefixes, or a failed listing."""
+    """`reap` deleted nothing: a bucket, scope or key outside the run prefixes, or no patterns."""
 
     code = "reap_refused"
     cli_only = True

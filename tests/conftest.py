@@ -60,6 +60,14 @@ def tls_ca() -> trustme.CA:
 
 
 @pytest.fixture
+def ca_file(tls_ca: trustme.CA, tmp_path: Path) -> Path:
+    """``tls_ca``'s certificate as a PEM file, for --ca-file."""
+    path = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
 def live_broker(make_settings: Callable[..., Settings]) -> Iterator[StartBroker]:
     with contextlib.ExitStack() as stack:
 

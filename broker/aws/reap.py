@@ -8,17 +8,20 @@ Three guards, each checked before the first delete and again on every batch:
 - no pattern or scope may be empty or the bucket's root.
 
 Everything is listed and judged first; only then are the keys deleted, 1000 per ``DeleteObjects``
-call (S3's limit) in quiet mode, so a refusal or a listing failure deletes nothing. An object's age
+call (S3's limit) in quiet mode, so a refusal or a listing failure (``AwsCallFailed``) deletes
+nothing. An object's age
 is its ``LastModified`` against the caller's clock (``now``), so tests can age objects at will.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from broker.aws.account import AwsClients, aws_call
 from broker.callers.scopes import MAX_SCOPE, SCOPE_PATTERN, Allowance, check_scope
 from broker.config import Settings
 from broker.config.resources import run_prefix_heads
@@ -270,11 +273,8 @@ def summarise(
 
 
 def default_s3() -> S3Client:
-    """S3 with boto3's default credential chain; ``AWS_ENDPOINT_URL_S3`` points it elsewhere."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.Session().client("s3", config=Config(retries={"mode": "standard"}))
+    """S3 from boto3's default credential chain; ``AWS_ENDPOINT_URL_S3`` points it elsewhere."""
+    return AwsClients.from_environment().s3
 
 
 def _check_bucket(settings: Settings, bucket: str) -> None:
@@ -287,25 +287,16 @@ def _check_bucket(settings: Settings, bucket: str) -> None:
 
 
 def _listing(s3: S3Client, bucket: str, prefix: str) -> Iterator[Any]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """Every object under ``prefix``; a failed page is AwsCallFailed (nothing is deleted yet)."""
     token: str | None = None
     while True:
         kwargs: Any = {"Bucket": bucket, "Prefix": prefix}
         if token:
             kwargs["ContinuationToken"] = token
-        try:
-            page = s3.list_objects_v2(**kwargs)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            raise ReapRefused(
-                f"cannot list {bucket}/{prefix}: {err.get('Code')}: {err.get('Message')}; "
-                "nothing was deleted"
-            ) from None
-        except BotoCoreError as exc:
-            raise ReapRefused(
-                f"cannot list {bucket}/{prefix}: {exc}; nothing was deleted"
-            ) from None
+        page = aws_call(
+            f"s3 list-objects-v2 {bucket}/{prefix} (nothing was deleted)",
+            functools.partial(s3.list_objects_v2, **kwargs),
+        )
         yield from page.get("Contents", [])
         token = page.get("NextContinuationToken")
         if not page.get("IsTruncated") or not token:

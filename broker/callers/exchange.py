@@ -53,12 +53,19 @@ class SubjectToken:
         value = self.claims.get(name)
         return value if isinstance(value, str) else None
 
-    def audit(self, used: dict[str, str] | None = None, *, verified: bool) -> str:
-        """What the audit keeps of it: who (iss, sub, jti) and the claims its scope came from."""
+    def audit(self, claims: dict[str, str] | None = None, *, verified: bool) -> str:
+        """What the audit keeps of it: who (iss, sub, jti) and the claims its scope came from
+        (or, refused, the claims its table looks at); ``verified``: it passed every check."""
         shown = {name: self.claim(name) for name in ("iss", "sub", "jti")}
         # Unverified values are an attacker's to choose: bounded, and marked as such.
         shown = {k: v[:256] if v else v for k, v in shown.items()}
-        return json.dumps({**shown, "claims": used or {}, "verified": verified}, sort_keys=True)
+        bounded = {k: v[:256] for k, v in (claims or {}).items()}
+        return json.dumps({**shown, "claims": bounded, "verified": verified}, sort_keys=True)
+
+    def looked_at(self, table: TrustedIssuer) -> dict[str, str]:
+        """The claims ``table``'s conditions and template read, as far as the token has them."""
+        names = sorted(set(table.conditions) | _template_sources(table))
+        return {n: str(self.claims[n]) for n in names if n in self.claims}
 
 
 @dataclass(frozen=True, kw_only=True)

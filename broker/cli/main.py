@@ -153,16 +153,25 @@ def keys_remove(kid: str, config_file: Path | None, as_json: bool) -> None:
 
 # Commands with their own modules; each imports its heavy dependencies (httpx, boto3) lazily.
 from broker.cli.aws import policy, verify
+from broker.cli.backup import backup_command, restore_command
+from broker.cli.bringup import aws_group
+from broker.cli.check_cert import check_cert_command
 from broker.cli.credentials import audit, credentials_group
 from broker.cli.doctor import doctor
 from broker.cli.reap import reap
+from broker.cli.render import render_group
 from broker.cli.shell import shell_init
 from broker.cli.token import token_command
 
+main.add_command(aws_group)
 main.add_command(credentials_group)
 main.add_command(audit)
+main.add_command(backup_command)
+main.add_command(restore_command)
+main.add_command(check_cert_command)
 main.add_command(doctor)
 main.add_command(policy)
+main.add_command(render_group)
 main.add_command(verify)
 main.add_command(shell_init)
 main.add_command(token_command)

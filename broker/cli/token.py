@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from broker.cli.common import OneLineUsage, input_file, json_option, reports_errors
-from broker.client import Client, config_from_env
+from broker.client import Client, MintedToken, config_from_env
 from broker.client.command_runner import run_with_token
 from broker.client.token_file import aws_env, default_token_path, write_token_file
 from broker.errors import ConfigError, LocalIoError
@@ -107,7 +107,7 @@ def token_command(
       test-broker token --github-actions --broker https://test-broker.example.org --json
       test-broker token --subject-token-env GITLAB_ID_TOKEN --out token.jwt
       eval "$(test-broker token --bearer-file ci.secret --print-env --role-arn $ROLE)"
-      test-broker token --ttl 900 -- aws s3 ls "s3://$BUCKET/$(test-broker token --json | jq -r .scope)/"
+      test-broker token --bearer-file ci.secret --role-arn $ROLE --ttl 900 -- pytest tests/s3
     """
     if bearer_file is not None and (federation_proof or auth_token is not None):
         raise ConfigError("--bearer-file and --federation-proof/--auth-token exclude each other")
@@ -161,7 +161,9 @@ def _write(path: Path, jwt: str) -> None:
         ) from None
 
 
-def _report(token: Any, path: Path | None, env: dict[str, str] | None, *, as_json: bool) -> None:
+def _report(
+    token: MintedToken, path: Path | None, env: dict[str, str] | None, *, as_json: bool
+) -> None:
     if as_json:
         body: dict[str, Any] = {
             "jwt": token.jwt,

@@ -34,6 +34,8 @@ class Namespace:
 
 
 class Client:
+    """Tokens, the run scope, AWS sessions and cleanup for one credential at one broker."""
+
     def __init__(self, config: ClientConfig, api: BrokerApi | None = None) -> None:
         self.config = config
         self.api = api or BrokerApi(config)
@@ -128,10 +130,19 @@ class Client:
         return self.token(scope, ttl).jwt
 
     def aws_session(
-        self, scope: str | None = None, *, ttl: int | None = None, role_arn: str | None = None
+        self,
+        scope: str | None = None,
+        *,
+        ttl: int | None = None,
+        role_arn: str | None = None,
+        duration_seconds: int | None = None,
     ) -> boto3.Session:
         """A boto3 Session assuming the test role with tokens for ``scope`` (default: the run
-        scope); its credentials refresh themselves, minting again when they must."""
+        scope); its credentials refresh themselves, minting again when they must.
+
+        ``duration_seconds`` is the STS session's (AssumeRoleWithWebIdentity DurationSeconds,
+        900 to the role's maximum; default: STS's, one hour).
+        """
         from broker.client.aws_access import web_identity_session
 
         role = role_arn or self.config.role_arn
@@ -139,7 +150,10 @@ class Client:
             raise ConfigError("no role ARN: pass role_arn or set TEST_BROKER_ROLE_ARN")
         scope = scope or self.run_scope()
         return web_identity_session(
-            lambda: self.get_test_jwt(scope, ttl), role_arn=role, name=runs.session_name(scope)
+            lambda: self.get_test_jwt(scope, ttl),
+            role_arn=role,
+            name=runs.session_name(scope),
+            duration_seconds=duration_seconds,
         )
 
     def cleanup_scope(

@@ -39,7 +39,7 @@ class _WebIdentity(CredentialProvider):
 
 
 def web_identity_session(
-    load_token: Callable[[], str], *, role_arn: str, name: str
+    load_token: Callable[[], str], *, role_arn: str, name: str, duration_seconds: int | None = None
 ) -> boto3.Session:
     """A boto3 Session whose only credentials are AssumeRoleWithWebIdentity with ``load_token``.
 
@@ -52,7 +52,8 @@ def web_identity_session(
         client_creator=core.create_client,
         web_identity_token_loader=load_token,
         role_arn=role_arn,
-        extra_args={"RoleSessionName": name},
+        extra_args={"RoleSessionName": name}
+        | ({"DurationSeconds": duration_seconds} if duration_seconds else {}),
     )
     core.register_component("credential_provider", CredentialResolver([_WebIdentity(fetcher)]))
     return boto3.Session(botocore_session=core)

@@ -82,40 +82,42 @@ class BrokerApi:
                 raise
             bearer = self._federation_session(renew=True)
             answer = self._post(MINT_PATH, bearer=bearer, body=body)
-        return MintedToken(
-            jwt=answer["jwt"],
-            expiration=int(answer["expiration"]),
-            scope=answer.get("scope", answer["wallet"]),
-            sub=answer.get("sub", ""),
-            jti=answer.get("jti", ""),
-            wallet=answer["wallet"],
-            principal_tags=answer.get("principal_tags", {}),
-        )
+        return self._minted(MINT_PATH, answer)
 
     def _exchange(self, job_token: str, body: dict[str, Any]) -> MintedToken:
         """RFC 8693: the CI job's token for a broker token (form-encoded, as the RFC says)."""
         form = EXCHANGE_FORM | {"subject_token": job_token} | {k: str(v) for k, v in body.items()}
         answer = self._post(EXCHANGE_PATH, body=form, form=True)
-        return MintedToken(
-            jwt=answer["jwt"],
-            expiration=int(answer["expiration"]),
-            scope=answer["scope"],
-            sub=answer.get("sub", ""),
-            jti=answer.get("jti", ""),
-            wallet=answer["scope"],
-            principal_tags=answer.get("principal_tags", {}),
-        )
+        return self._minted(EXCHANGE_PATH, answer)
+
+    def _minted(self, path: str, answer: dict[str, Any]) -> MintedToken:
+        # A mint answer names the scope ``wallet`` (upstream) and ``scope``; an exchange only ``scope``.
+        try:
+            scope = str(answer["scope"] if "scope" in answer else answer["wallet"])
+            return MintedToken(
+                jwt=str(answer["jwt"]),
+                expiration=int(answer["expiration"]),
+                scope=scope,
+                sub=str(answer.get("sub", "")),
+                jti=str(answer.get("jti", "")),
+                wallet=str(answer.get("wallet", scope)),
+                principal_tags=answer.get("principal_tags", {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._not_a_broker(path, f"no usable {exc}") from None
 
     def _federation_session(self, *, renew: bool) -> str:
         with self._lock:
             if self._session is None or renew:
                 answer = self._post(SESSION_PATH, body={"auth_token": self.config.proof})
-                self._session = str(answer["session"])
+                if not isinstance(answer.get("session"), str):
+                    raise self._not_a_broker(SESSION_PATH, "no 'session' string")
+                self._session = answer["session"]
             return self._session
 
     def _post(
         self, path: str, *, body: dict[str, Any], bearer: str | None = None, form: bool = False
-    ) -> Any:
+    ) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
         # No body at all when there is nothing to ask: the upstream wire format.
         payload = body if body or path != MINT_PATH else None
@@ -138,8 +140,19 @@ class BrokerApi:
                 continue
             if response.status_code >= 400:
                 raise _refused(response)
-            return response.json()
+            try:
+                answer = response.json()
+            except ValueError:  # HTML from a proxy, or another service on that port
+                answer = None
+            if not isinstance(answer, dict):
+                raise self._not_a_broker(path, f"not a JSON object: {_snippet(response.text)}")
+            return answer
         raise BrokerUnavailable(f"{last} (gave up after {ATTEMPTS} attempts)")
+
+    def _not_a_broker(self, path: str, what: str) -> BrokerUnavailable:
+        return BrokerUnavailable(
+            f"{self.config.url}{path} answered {what}; is {self.config.url} the broker?"
+        )
 
 
 def _body_of(response: httpx.Response) -> dict[str, Any]:

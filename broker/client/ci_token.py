@@ -34,7 +34,7 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 MAX_RETRIES = 10
 BACKOFF_SLICE = 0.005
 BACKOFF_CEILING = 10
-TIMEOUT = 30.0
+TOKEN_SERVICE_TIMEOUT = 30.0
 
 
 def backoff(retry: int) -> float:
@@ -55,7 +55,7 @@ class GitHubActions:
     def fetch(self) -> str:
         url = f"{self.request_url}&audience={quote(self.audience, safe='')}"
         headers = {"Authorization": f"Bearer {self.request_token}", "Accept": "application/json"}
-        with httpx.Client(timeout=TIMEOUT, transport=self.transport) as http:
+        with httpx.Client(timeout=TOKEN_SERVICE_TIMEOUT, transport=self.transport) as http:
             for retry in range(MAX_RETRIES + 1):
                 if retry:
                     self.sleep(backoff(retry))

@@ -2,8 +2,9 @@
 
 A thread rewrites the file a margin before each token expires (broker/client/tokens.py), so an
 AWS SDK in the command that refreshes its credentials always reads a live token. Signals sent to
-this process go to the command; this process exits with the command's status (128 + N when a
-signal N ended it, as a shell reports it).
+this process go to the command (once: not those a terminal already sent it, see TERMINAL_SIGNALS);
+this process exits with the command's status (128 + N when a signal N ended it, as a shell
+reports it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,21 @@ FORWARDED = (
     signal.SIGUSR2,
     signal.SIGWINCH,
 )
+# What a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\, a resize): CMD
+# shares our group, so it has its own copy and a forwarded one would be a second (a second
+# Ctrl-C interrupts a test run's teardown).
+TERMINAL_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGWINCH})
 RETRY_AFTER_FAILURE = 2.0  # seconds between refresh attempts once one has failed
+
+
+def in_foreground_of_a_terminal() -> bool:
+    """Whether a terminal's own signals reach this process group (and so CMD) already."""
+    for fd in (0, 1, 2):
+        try:
+            return os.tcgetpgrp(fd) == os.getpgrp()
+        except OSError:  # not a terminal
+            continue
+    return False
 
 
 class _Refresher(threading.Thread):
@@ -75,7 +90,11 @@ def run_with_token(
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []  # signals that came before the command existed
 
+    from_terminal = TERMINAL_SIGNALS if in_foreground_of_a_terminal() else frozenset()
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        if signum in from_terminal:
+            return  # CMD got the terminal's own copy
         if started:
             started[0].send_signal(signum)
         else:

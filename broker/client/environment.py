@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from broker.client import ci_token
 from broker.client.ci_token import AUDIENCE_VAR, SubjectSource
@@ -52,9 +54,15 @@ class ClientConfig:
                 f"secret), or {AUTH_TOKEN_VAR} (federation proof), run in a CI job that offers "
                 "its OIDC token, or pass --bearer-file, --federation-proof or --github-actions"
             )
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"broker URL {self.url!r} must start with http:// or https://")
         object.__setattr__(self, "url", self.url.rstrip("/"))
+        try:
+            parsed = httpx.URL(self.url)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"broker URL {self.url!r} is not a URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ConfigError(f"broker URL {self.url!r} must be http(s)://host[:port][/path]")
+        if parsed.query or parsed.fragment or not 0 < (parsed.port or 80) < 65536:
+            raise ConfigError(f"broker URL {self.url!r}: a base URL has no query, and a valid port")
 
     @property
     def federation(self) -> bool:
@@ -63,9 +71,6 @@ class ClientConfig:
     @property
     def exchange(self) -> bool:
         return self.subject is not None
-
-    def with_scope(self, scope: str | None) -> ClientConfig:
-        return replace(self, scope=scope)
 
 
 def config_from_env(

@@ -6,6 +6,7 @@ Cross-field rules run before a socket opens, and each message names the field an
 from __future__ import annotations
 
 import ipaddress
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
@@ -66,6 +67,8 @@ MAX_BURST = 1_000_000
 config_file_var: ContextVar[Path | None] = ContextVar("config_file_var", default=None)
 
 
+# A path nginx reads as one unquoted token: no spaces, quotes, ';', braces or '$' variables.
+NGINX_SAFE_PATH = re.compile(r"[A-Za-z0-9._/@+=:-]+")
 # A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d, so this block is every IPv4 client.
 _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
@@ -252,6 +255,16 @@ class Settings(BaseSettings):
         description=f"Also emit the flat `{SEAWEEDFS_TAGS_CLAIM}` claim "
         "SeaweedFS reads (AWS's reaction to it is unverified).",
     )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="Certificate chain nginx serves (leaf first, then intermediates); default: "
+        "certbot's `/etc/letsencrypt/live/<issuer host>/fullchain.pem`.",
+    )
+    tls_key_file: Path | None = Field(
+        None,
+        description="Its private key; default: certbot's "
+        "`/etc/letsencrypt/live/<issuer host>/privkey.pem`.",
+    )
     trusted_issuers: list[TrustedIssuer] = Field(
         default_factory=list,
         description="CI providers whose job tokens `POST /v1/token-exchange` takes "
@@ -311,6 +324,19 @@ class Settings(BaseSettings):
                     "(rate limits, audit) in X-Forwarded-For; list only your proxies, "
                     'e.g. ["127.0.0.1"]'
                 )
+        return value
+
+    @field_validator("tls_cert_file", "tls_key_file")
+    @classmethod
+    def _nginx_safe_path(cls, value: Path | None) -> Path | None:
+        # The path is written into the nginx site (`test-broker render nginx`) as one token.
+        if value is not None and not (
+            value.is_absolute() and NGINX_SAFE_PATH.fullmatch(str(value))
+        ):
+            raise ValueError(
+                f"{str(value)!r} must be an absolute path of letters, digits and . _ - / @ + = : "
+                "(it is written into the nginx site)"
+            )
         return value
 
     @model_validator(mode="before")

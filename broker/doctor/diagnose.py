@@ -244,7 +244,7 @@ def diagnose(
             # --ca-file makes the fetch succeed where STS's would fail: say so.
             if (
                 ca_file is not None
-                and tls_check.publicly_trusted(host, port, timeout=budget, guard=guard) is False
+                and tls_check.trusted(host, port, timeout=budget, guard=guard) is False
             ):
                 findings += tls_check.private_ca(host, port)
         info["tls"] = endpoints

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -164,13 +165,21 @@ def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def publicly_trusted(
-    host: str, port: int, timeout: float = 5.0, guard: Guard | None = None
+def trusted(
+    host: str,
+    port: int,
+    timeout: float = 5.0,
+    guard: Guard | None = None,
+    *,
+    ca_file: Path | None = None,
 ) -> bool | None:
-    """Does the served chain verify against public CAs alone, as STS does? None: no answer."""
+    """Does the served chain verify for ``host`` against public CAs alone, as STS does (and
+    ``ca_file``'s, when given)? None: no answer."""
     import certifi
 
     ctx = ssl.create_default_context(cafile=certifi.where())
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=ca_file)
     deadline = time.monotonic() + timeout
     try:
         with _connect(host, port, deadline, guard) as sock:
@@ -212,11 +221,17 @@ def _check_chain(chain: Sequence[x509.Certificate], name: str, out: list[Finding
             out.append(warn("tls.chain", detail, fix))
 
 
+def soonest_expiry(chain: Sequence[x509.Certificate], now: int) -> tuple[x509.Certificate, float]:
+    """The certificate of ``chain`` that expires first, and its days left (negative: expired)."""
+    soonest = min(chain, key=_not_after)
+    left = (_not_after(soonest) - datetime.fromtimestamp(now, UTC)).total_seconds() / 86400
+    return soonest, left
+
+
 def _check_expiry(
     chain: Sequence[x509.Certificate], name: str, now: int, out: list[Finding]
 ) -> None:
-    soonest = min(chain, key=_not_after)
-    left = (_not_after(soonest) - datetime.fromtimestamp(now, UTC)).total_seconds() / 86400
+    soonest, left = soonest_expiry(chain, now)
     subject = soonest.subject.rfc4514_string()
     if left < 0:
         detail = f"{name}: {subject} expired {-left:.0f} days ago; STS cannot fetch the keys"
@@ -271,6 +286,20 @@ def inspect(
         thumbprint = top.fingerprint(hashes.SHA1()).hex() if top else None  # noqa: S303 - IAM's own
     endpoint = TlsEndpoint(host=host, port=port, tls12=tls12, chain=chain, thumbprint=thumbprint)
     return endpoint, out
+
+
+def issuer_endpoint(
+    issuer: str, *, now: int, timeout: float = 5.0, guard: Guard | None = None
+) -> tuple[TlsEndpoint, list[Finding]]:
+    """:func:`inspect` the issuer's own host, reached only where STS could reach it.
+
+    Its ``thumbprint`` is what ``aws plan`` registers on the OIDC provider. ``guard`` defaults
+    to the issuer's (:meth:`Guard.for_issuer`); tests pass one that also maps the address.
+    """
+    parts = urlsplit(issuer)
+    port = parts.port or 443
+    guard = guard or Guard.for_issuer(issuer)
+    return inspect(parts.hostname or "", port, now=now, timeout=timeout, guard=guard)
 
 
 def private_ca(host: str, port: int) -> list[Finding]:

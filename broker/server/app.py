@@ -50,6 +50,7 @@ from broker.server.logs import new_request_id, request_id
 from broker.server.metrics import CONTENT_TYPE, Metrics
 from broker.server.mint import Minter
 from broker.server.mint_api import MintApi
+from broker.server.ratelimit import CallerLimits
 from broker.server.routes import Layer
 from broker.server.self_check import is_fatal, self_check
 from broker.server.wellknown import WellKnownFront
@@ -107,8 +108,11 @@ class Broker:
         )
         self.conformant = self._self_check(at_start=True)
         minter = Minter(settings, self.ring)
-        self.api = MintApi(settings, self.gate, minter, self.audit, self.metrics, clock)
-        self.exchange = ExchangeApi(settings, minter, self.audit, self.metrics, IssuerKeys(), clock)
+        limits = CallerLimits(settings)
+        self.api = MintApi(settings, self.gate, minter, self.audit, self.metrics, limits, clock)
+        self.exchange = ExchangeApi(
+            settings, minter, self.audit, self.metrics, limits, IssuerKeys(), clock
+        )
 
     def _self_check(self, *, at_start: bool) -> bool:
         """Run doctor's issuer rules on our own documents: fatal refuses start, rest warns."""

@@ -3,7 +3,7 @@
 The job token is the credential: no bearer. Verification is broker/callers/exchange.py with the
 issuer's keys from broker/server/issuer_keys.py; minting, audit and rate limits are the mint
 endpoint's. Every attempt that carries a token is recorded with the token's iss, sub, jti and the
-claims its scope came from (marked unverified when verification failed); refused attempts cost
+claims its scope came from (refused: the claims its table looks at, marked unverified); refused attempts cost
 the client address its failed-authentication budget, as a bad bearer does, which also bounds how
 fast they can add audit rows. Requests with no token at all, 429s, and 503s while a provider's
 keys cannot be fetched (any token naming it gets that far unverified, at no cost) are counted per
@@ -24,6 +24,7 @@ from broker.callers import exchange
 from broker.callers.claims import MintRequest
 from broker.callers.scopes import check_scope
 from broker.config import Settings
+from broker.config.trusted_issuers import TrustedIssuer
 from broker.errors import (
     BrokerError,
     InvalidGrant,
@@ -37,7 +38,7 @@ from broker.server.audit import AuditLog
 from broker.server.issuer_keys import IssuerKeys
 from broker.server.metrics import Metrics
 from broker.server.mint import Minter, MintResult
-from broker.server.ratelimit import RateLimiter
+from broker.server.ratelimit import CallerLimits
 from broker.server.request_input import (
     GRANT_TYPE,
     JWT_TOKEN_TYPE,
@@ -59,6 +60,7 @@ class ExchangeApi:
         minter: Minter,
         audit: AuditLog,
         metrics: Metrics,
+        limits: CallerLimits,
         keys: IssuerKeys,
         clock: Callable[[], int],
     ) -> None:
@@ -66,13 +68,9 @@ class ExchangeApi:
         self.minter = minter
         self.audit = audit
         self.metrics = metrics
+        self.limits = limits
         self.keys = keys
         self.clock = clock
-        self.limits = settings.rate_limits
-        self.per_caller = RateLimiter(settings.mint_rate_per_second, settings.mint_burst, "mints")
-        self.per_address = RateLimiter(
-            settings.unauth_rate_per_second, settings.unauth_burst, "failed authentications"
-        )
 
     async def token_exchange(self, request: Request) -> Response:
         attempt = _Attempt(client=request.client.host if request.client else "-")
@@ -112,17 +110,16 @@ class ExchangeApi:
             table = exchange.trusted_table(
                 attempt.token, self.settings.trusted_issuers, self.settings.oidc_issuer
             )
-            attempt.issuer = table.issuer_url
+            attempt.issuer, attempt.table = table.issuer_url, table
             alg, kid = exchange.signing_alg(attempt.token)
             key = await self.keys.key(table, kid)
             grant = exchange.grant_for(attempt.token, table, key, alg, now)
         except (InvalidGrant, InvalidRequest):
-            self._failed_authentication(attempt.client)
+            self.limits.charge_failure(attempt.client)
             raise
         attempt.grant = grant
-        if self.limits:  # one bucket per job identity, as a credential has its own
-            who = f"{table.issuer_url} {attempt.token.claim('sub')}"
-            self.per_caller.take(who, time.monotonic())
+        # One bucket per job identity, as a credential has its own.
+        self.limits.charge_caller(f"{table.issuer_url} {attempt.token.claim('sub')}")
         scope = _narrowed(grant.scope, body.scope)
         attempt.scope = scope
         req = MintRequest(
@@ -132,10 +129,6 @@ class ExchangeApi:
             max_ttl=min(grant.max_ttl, self.settings.max_token_ttl_seconds),
         )
         return self.minter.mint(req, ttl=body.ttl_seconds, now=now)
-
-    def _failed_authentication(self, client: str) -> None:
-        if self.limits:
-            self.per_address.take(client, time.monotonic())
 
 
 def _check_types(body: ExchangeBody) -> None:
@@ -164,14 +157,17 @@ class _Attempt:
     started: float = field(default_factory=time.time)
     token: exchange.SubjectToken | None = None
     issuer: str = UNTRUSTED
+    table: TrustedIssuer | None = None
     grant: exchange.Grant | None = None
     scope: str | None = None
 
     def record(self, result: str, minted: MintResult | None = None) -> AuditRecord:
         assert self.token is not None  # noqa: S101 - recorded only once a token was read
-        subject = self.token.audit(
-            self.grant.used if self.grant else None, verified=self.grant is not None
-        )
+        if self.grant is not None:
+            subject = self.token.audit(self.grant.used, verified=True)
+        else:
+            looked = self.token.looked_at(self.table) if self.table else None
+            subject = self.token.audit(looked, verified=False)
         return AuditRecord(
             at=self.started,
             caller_kind=CALLER_KIND,

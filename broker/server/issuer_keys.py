@@ -30,6 +30,7 @@ log = logging.getLogger("broker.exchange")
 FETCH_SECONDS = 5.0
 MAX_JWKS_KEYS = 100
 MIN_RSA_BITS = 2048
+ALG_OF_KTY = {"RSA": "RS256", "EC": "ES256"}  # the one algorithm each key type may verify here
 _HEADERS = {"accept": "application/json", "user-agent": "test-broker-exchange"}
 
 Fetch = Callable[[TrustedIssuer], dict[str, Key]]
@@ -73,6 +74,8 @@ def _public_key(member: Any) -> tuple[str, Key] | None:
     kid = member.get("kid")
     kty = member.get("kty")
     if not isinstance(kid, str) or kty not in ("RSA", "EC"):
+        return None
+    if member.get("alg", ALG_OF_KTY[kty]) != ALG_OF_KTY[kty]:  # e.g. RS512: never accepted here
         return None
     public = {k: v for k, v in member.items() if k in ("kty", "kid", "n", "e", "crv", "x", "y")}
     try:

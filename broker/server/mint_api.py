@@ -17,7 +17,7 @@ from broker.errors import BrokerError, RateLimited, Unauthorized
 from broker.server.audit import AuditLog
 from broker.server.metrics import Metrics
 from broker.server.mint import Minter, MintResult
-from broker.server.ratelimit import RateLimiter
+from broker.server.ratelimit import CallerLimits
 from broker.server.request_input import MintBody, SessionCreateBody, bearer, json_body
 from broker.store import AuditRecord
 
@@ -32,6 +32,7 @@ class MintApi:
         minter: Minter,
         audit: AuditLog,
         metrics: Metrics,
+        limits: CallerLimits,
         clock: Callable[[], int],
     ) -> None:
         self.settings = settings
@@ -39,12 +40,8 @@ class MintApi:
         self.minter = minter
         self.audit = audit
         self.metrics = metrics
+        self.limits = limits
         self.clock = clock
-        self.limits = settings.rate_limits
-        self.per_caller = RateLimiter(settings.mint_rate_per_second, settings.mint_burst, "mints")
-        self.per_address = RateLimiter(
-            settings.unauth_rate_per_second, settings.unauth_burst, "failed authentications"
-        )
 
     async def session_create(self, request: Request) -> Response:
         assert self.gate.federation is not None  # noqa: S101 - mounted only when enabled
@@ -55,7 +52,7 @@ class MintApi:
         try:
             session = self.gate.federation.create_session(body.auth_token, self.clock())
         except Unauthorized:
-            self._failed_authentication(client)
+            self.limits.charge_failure(client)
             raise
         return JSONResponse({"session": session.bearer, "wallet": session.wallet})
 
@@ -97,25 +94,14 @@ class MintApi:
         try:
             attempt.caller = self.gate.authenticate(bearer(request), now)
         except Unauthorized:
-            self._failed_authentication(attempt.client)
+            self.limits.charge_failure(attempt.client)
             raise
-        if self.limits:  # an authenticated caller spends its own bucket, never its address's;
-            # before the body, so that refused bodies cost the caller like any other attempt
-            self.per_caller.take(_limit_key(attempt.caller, attempt.client), time.monotonic())
+        # An authenticated caller spends its own bucket, never its address's; before the body,
+        # so that refused bodies cost the caller like any other attempt.
+        self.limits.charge_caller(_limit_key(attempt.caller, attempt.client))
         body = await json_body(request, MintBody, self.settings.max_body_bytes, optional=True)
         attempt.request = self.gate.authorize(attempt.caller, body.scope)
         return self.minter.mint(attempt.request, ttl=body.ttl_seconds, now=now)
-
-    def _failed_authentication(self, client: str) -> None:
-        """Charge a failure to its address: 429 once the address has spent its failures.
-
-        Only failures are limited by address, so a flood of bad bearers from a shared address
-        (a NAT, a proxy, other jobs on the runner) never locks out a caller that authenticates.
-        Nothing awaits between the check and the spend, so concurrent failures from one address
-        cannot all pass the check before any of them is charged.
-        """
-        if self.limits:
-            self.per_address.take(client, time.monotonic())
 
 
 def _counted_not_recorded(attempt: _Attempt, err: BrokerError) -> bool:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from dataclasses import dataclass
 
+from broker.config import Settings
 from broker.errors import RateLimited
 
 MAX_KEYS = 100_000  # bound memory under a flood of distinct addresses
@@ -69,3 +71,32 @@ class RateLimiter:
     def take(self, key: str, now: float) -> None:
         self.check(key, now)
         self.spend(key, now)
+
+
+class CallerLimits:
+    """The broker's two limits, shared by every minting endpoint: a bucket per caller, and one
+    per client address that only failed authentications spend.
+
+    One instance for the app, so failures at the mint and the exchange endpoint drain the same
+    address budget, and nothing is limited when ``rate_limits`` is off.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.enabled = settings.rate_limits
+        self.per_caller = RateLimiter(settings.mint_rate_per_second, settings.mint_burst, "mints")
+        self.per_address = RateLimiter(
+            settings.unauth_rate_per_second, settings.unauth_burst, "failed authentications"
+        )
+
+    def charge_caller(self, key: str) -> None:
+        if self.enabled:
+            self.per_caller.take(key, time.monotonic())
+
+    def charge_failure(self, client: str) -> None:
+        """Only failures are limited by address, so a flood of bad bearers from a shared address
+        (a NAT, a proxy, other jobs on the runner) never locks out a caller that authenticates.
+        Nothing awaits between the check and the spend, so concurrent failures from one address
+        cannot all pass the check before any of them is charged.
+        """
+        if self.enabled:
+            self.per_address.take(client, time.monotonic())

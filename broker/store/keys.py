@@ -272,6 +272,18 @@ class KeyStore:
             if records != before:
                 self._save(records)
 
+    def copy_to(self, target: KeyStore) -> list[KeyRecord]:
+        """Copy every key, each checked, into ``target``, which holds none; both locks are held,
+        so the states and the PEM files copied agree (a backup beside a running broker)."""
+        with self._locked() as records, target._locked() as copied:
+            if copied:
+                raise KeyStoreError(f"{target.dir} already holds keys; copy into an empty one")
+            for record in records:
+                pem = self._load(record).as_pem(private=True)
+                atomic_write(target.dir / f"{record.kid}.pem", pem)
+            copied[:] = records
+        return records
+
     def _save(self, records: list[KeyRecord]) -> None:
         doc = {"version": 1, "keys": [asdict(r) for r in records]}
         atomic_write(self.dir / STATE_FILE, json.dumps(doc, indent=2).encode() + b"\n")

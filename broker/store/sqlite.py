@@ -208,6 +208,51 @@ def _store_errors(method: Callable[P, R]) -> Callable[P, R]:
 
 
 @_store_errors
+def copy_database(source_dir: Path, target_dir: Path) -> dict[str, int]:
+    """Copy the database of ``source_dir`` into ``target_dir``, which has none, while a broker
+    may be writing it; return the copy's schema version and row counts.
+
+    SQLite's online backup API copies a consistent snapshot page by page; cp beside a live
+    broker can copy a page mid-write or leave committed transactions behind in the -wal file,
+    and a Python-level open of the file drops every connection's locks (see ``DB_FILES``). The
+    copy is checked (``integrity_check``) and left in rollback-journal mode: one self-contained
+    file, which a broker turns back to WAL when it opens it.
+    """
+    source_db, target_db = source_dir / DB_FILE, target_dir / DB_FILE
+    if not source_db.is_file():
+        raise StoreError(f"{source_db} does not exist")
+    if target_db.exists():
+        raise StoreError(f"{target_db} exists; copy into a directory without a database")
+    # mode=rw: never create a missing source; and no migration, the source stays as it is
+    source = sqlite3.connect(f"{source_db.as_uri()}?mode=rw", uri=True, timeout=30)
+    try:
+        version = source.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{source_db} is schema version {version}, newer than this broker's "
+                f"{SCHEMA_VERSION}; upgrade test-broker"
+            )
+        _create_private(target_db)
+        target = sqlite3.connect(target_db, isolation_level=None)
+        try:
+            source.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")
+            problems = [row[0] for row in target.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise StoreError(f"the copy of {source_db} is damaged: {'; '.join(problems)}")
+            counts = {"schema_version": version}
+            tables = {row[0] for row in target.execute("SELECT name FROM sqlite_master")}
+            for table in ("credentials", "audit"):  # absent only from a never-opened file
+                query = f"SELECT count(*) FROM {table}"
+                counts[table] = target.execute(query).fetchone()[0] if table in tables else 0
+        finally:
+            target.close()
+    finally:
+        source.close()
+    return counts
+
+
+@_store_errors
 def open_store(data_dir: Path) -> SqliteStore:
     """The database in ``data_dir``, created (0600) and migrated to ``SCHEMA_VERSION``."""
     return SqliteStore(connect(data_dir))

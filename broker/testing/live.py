@@ -112,8 +112,13 @@ def free_loopback_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def spawn_broker(env: dict[str, str], **popen: Any) -> subprocess.Popen[str]:
-    """``test-broker serve`` as a real process (for signals and stderr); returns once it answers."""
+def spawn_broker(
+    env: dict[str, str], *, url: str | None = None, **popen: Any
+) -> subprocess.Popen[str]:
+    """``test-broker serve`` as a real process (for signals and stderr); returns once it answers.
+
+    ``url`` is where it listens, when that is not its issuer (a public issuer behind nginx).
+    """
     proc = subprocess.Popen(
         [sys.executable, "-m", "broker", "serve"],
         env={**os.environ, **env},
@@ -121,7 +126,7 @@ def spawn_broker(env: dict[str, str], **popen: Any) -> subprocess.Popen[str]:
         start_new_session=True,
         **popen,
     )
-    url = env["BROKER_OIDC_ISSUER"]
+    url = url or env["BROKER_OIDC_ISSUER"]
 
     def up() -> bool:
         try:

@@ -132,8 +132,8 @@ def test_jwt(test_broker_client: Client) -> TestJwt:
     return get
 
 
-# The fixtures below are broker.client's functions of the same names, bound to the session's client.
-@pytest.fixture(scope="session", name="run_scope")
+# Fixture names are the contract (design.md); the functions are named apart from broker.client's.
+@pytest.fixture(name="run_scope", scope="session")
 def run_scope_fixture(test_broker_client: Client) -> str:
     """This run's prefix: TEST_BROKER_SCOPE, the CI run's, or ``<namespace>/local-…``."""
     return test_broker_client.run_scope()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 from joserfc.jwk import ECKey
@@ -20,24 +21,26 @@ from broker.store.keys import KeyPolicy, KeyState, KeyStore
 from broker.store.sqlite import SqliteStore
 from broker.testing.live import free_loopback_url, free_socket
 
-COMMANDS = [
-    [],
-    ["serve"],
-    ["keys"],
-    ["keys", "list"],
-    ["keys", "rotate"],
-    ["keys", "remove"],
-    ["credentials"],
-    ["credentials", "add"],
-    ["credentials", "list"],
-    ["credentials", "revoke"],
-    ["credentials", "rotate"],
-    ["audit"],
-    ["policy"],
-    ["policy", "render"],
-    ["verify"],
-    ["doctor"],
-]
+
+def _command_paths(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    # Walked from the click tree, so a new command cannot be left out of the help checks.
+    paths = [prefix]
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            paths += _command_paths(command, [*prefix, name])
+        else:
+            paths.append([*prefix, name])
+    return paths
+
+
+COMMANDS = _command_paths(main, [])
+
+
+def test_the_readme_cli_table_names_every_command() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `test-broker ")]
+    missing = [n for n in main.commands if not any(f"`test-broker {n}" in r for r in table)]
+    assert missing == [], "add a row to the README's command table"
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a) or "test-broker")

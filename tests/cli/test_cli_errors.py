@@ -19,6 +19,7 @@ from broker.main import main
 from broker.server import logs
 from broker.store import keys
 from broker.testing.live import free_loopback_url, spawn_broker
+from tests.aws.moto_harness import MOTO_ACCOUNT, moto_server
 from tests.doctor.negative_tokens import Signer
 
 DEAD = "http://127.0.0.1:9"  # nothing listens here
@@ -34,6 +35,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # written into tmp_path first
     has_json: bool = True
+    aws: bool = False  # run against a moto server (its endpoint and credentials in the env)
 
 
 def _verify(*args: str) -> list[str]:
@@ -51,6 +53,15 @@ def _verify(*args: str) -> list[str]:
         "oidc-test-bucket",
         *args,
     ]
+
+
+def _aws_config(account: str) -> str:
+    return (
+        'oidc_issuer = "https://oidc-test.example.com"\n'
+        f'aws_account_id = "{account}"\n'
+        f'oidc_thumbprints = ["{"a" * 40}"]\n'
+        '[[resources]]\nname = "mail"\nrole = "mail-oidc-test"\nbucket = "mail-oidc-test"\n'
+    )
 
 
 ADD = ["credentials", "add", "--kind", "dev", "--name", "alice"]
@@ -100,6 +111,25 @@ CASES = [
         says="the token is not a JWT",
         files={"t.jwt": "not-a-jwt"},
         argv=_verify("--token-file", "{tmp}/t.jwt"),
+    ),
+    Case(
+        error=errors.AccountMismatch,
+        says=f"the AWS credentials are for account {MOTO_ACCOUNT}",
+        files={"config.toml": _aws_config("210987654321")},
+        argv=["aws", "plan", "--config", "{tmp}/config.toml"],
+        aws=True,
+    ),
+    Case(
+        error=errors.AwsCallFailed,
+        says="sts get-caller-identity: Could not connect to the endpoint URL",
+        files={"config.toml": _aws_config(MOTO_ACCOUNT)},
+        env={
+            "AWS_ENDPOINT_URL": DEAD,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_MAX_ATTEMPTS": "1",
+        },
+        argv=["aws", "apply", "--config", "{tmp}/config.toml"],
     ),
     Case(
         error=errors.ConfigError,
@@ -199,6 +229,11 @@ def issuer_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(case: Case, tmp_path: Path, request: pytest.FixtureRequest, *extra: str) -> Result:
+    if case.aws:
+        with moto_server(tmp_path) as server:
+            return _run(
+                replace(case, aws=False, env=case.env | server.env()), tmp_path, request, *extra
+            )
     env = {"BROKER_DATA_DIR": str(tmp_path / "data"), **case.env}
     if "{broker}" in case.argv:  # a broker process beside the command (this one's keys leak)
         url = free_loopback_url()

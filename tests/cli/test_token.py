@@ -45,7 +45,10 @@ def claims(jwt: str) -> dict[str, object]:
 
 
 def process(broker: LiveBroker, *args: str, **popen: object) -> subprocess.Popen[str]:
+    """The command as its own process, with no terminal (so every signal sent to it is forwarded)."""
     argv = [sys.executable, "-m", "broker", "token", "--broker", broker.url, "--federation-proof"]
+    for stream in ("stdin", "stdout", "stderr"):
+        popen.setdefault(stream, subprocess.DEVNULL)
     return subprocess.Popen([*argv, *args], text=True, **popen)  # type: ignore[call-overload, no-any-return]
 
 
@@ -277,14 +280,14 @@ CATCH = (
     "def caught(signum, frame):\n"
     "    mark.write_text(signal.Signals(signum).name)\n"
     "    sys.exit(3)\n"
-    "for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP):\n"
+    "for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGINT):\n"
     "    signal.signal(s, caught)\n"
     "mark.write_text('ready')\n"
     "time.sleep(60)\n"
 )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGINT])
 def test_signals_reach_the_command_and_its_status_is_the_exit(
     broker: LiveBroker, tmp_path: Path, sig: signal.Signals
 ) -> None:
@@ -303,3 +306,70 @@ def test_signals_reach_the_command_and_its_status_is_the_exit(
 def test_a_command_killed_by_a_signal_exits_128_plus_it(broker: LiveBroker) -> None:
     proc = process(broker, "--", "sh", "-c", "kill -9 $$")
     assert proc.wait(30) == 128 + signal.SIGKILL
+
+
+# Becomes a session leader whose controlling terminal is stdin (as a login shell's job is), then
+# runs argv: the terminal's foreground process group is then argv's.
+OWN_THE_TERMINAL = (
+    "import fcntl, os, sys, termios\n"
+    "os.setsid()\n"
+    "fcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
+DECIDE = (
+    "from broker.client.command_runner import in_foreground_of_a_terminal as f\n"
+    "open(__import__('sys').argv[1], 'w').write(str(f()))\n"
+)
+
+
+def test_under_a_terminal_its_own_signals_are_left_to_it(tmp_path: Path) -> None:
+    # A terminal sends Ctrl-C to its whole foreground group, CMD included: forwarding it too would
+    # make it two (two standard signals may or may not merge, so a count could not show it).
+    master, terminal = os.openpty()
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                OWN_THE_TERMINAL,
+                sys.executable,
+                "-c",
+                DECIDE,
+                str(tmp_path / "a"),
+            ],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(master)
+    assert done.returncode == 0
+    assert (tmp_path / "a").read_text() == "True"
+    without = [sys.executable, "-c", DECIDE, str(tmp_path / "b")]
+    subprocess.run(without, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+    assert (tmp_path / "b").read_text() == "False"
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_command(broker: LiveBroker, tmp_path: Path) -> None:
+    mark = tmp_path / "mark"
+    master, terminal = os.openpty()
+    argv = [sys.executable, "-m", "broker", "token", "--broker", broker.url, "--federation-proof"]
+    command = [sys.executable, "-c", CATCH, str(mark)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OWN_THE_TERMINAL, *argv, "--", *command],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    try:
+        wait_until(lambda: mark.exists() and mark.read_text() == "ready", timeout=20)
+        os.write(master, b"\x03")  # Ctrl-C: the terminal signals its foreground process group
+        assert proc.wait(20) == 3
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+    assert mark.read_text() == "SIGINT"

@@ -112,3 +112,25 @@ def test_a_forgotten_federation_session_is_replaced_once(live_broker: StartBroke
         first = api.mint()
         api._session = "fps_forgotten"  # as after a broker restart: the session is unknown
         assert api.mint().wallet == first.wallet
+
+
+@pytest.mark.parametrize(
+    ("reply", "says"),
+    [
+        ((200, "<html>welcome to nginx</html>"), "answered not a JSON object: <html>welcome"),
+        ((200, ["jwt"]), "answered not a JSON object"),
+        ((200, {"jwt": "a.b.c"}), "answered no usable 'expiration'"),
+    ],
+)
+def test_a_200_that_is_not_a_mint_answer_is_one_sentence(
+    reply: tuple[int, object], says: str
+) -> None:
+    with (
+        scripted([reply]) as (url, script),
+        _api(url, []) as api,
+        pytest.raises(BrokerUnavailable) as caught,
+    ):
+        api.mint()
+    assert says in str(caught.value)
+    assert str(caught.value).endswith(f"is {url} the broker?")
+    assert len(script.requests) == 1

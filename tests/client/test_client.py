@@ -237,10 +237,15 @@ def test_flags_beat_the_environment_and_a_bearer_beats_a_proof(tmp_path: Path) -
     [
         ({}, ConfigError, "no broker URL"),
         ({"TEST_BROKER_URL": "http://x"}, ConfigError, "no credential"),
-        (
-            {"TEST_BROKER_URL": "ftp://x", "TEST_BROKER_BEARER": "s"},
-            ConfigError,
-            "http:// or https://",
+        *(
+            ({"TEST_BROKER_URL": url, "TEST_BROKER_BEARER": "s"}, ConfigError, says)
+            for url, says in [
+                ("ftp://x", "must be http\\(s\\)://host"),
+                ("http:///path", "must be http\\(s\\)://host"),
+                ("http://[::1", "is not a URL: Invalid port"),
+                ("http://127.0.0.1:99999", "a valid port"),
+                ("http://h/?q=1", "has no query"),
+            ]
         ),
         (
             {"TEST_BROKER_URL": "http://x", "TEST_BROKER_BEARER_FILE": "/nonexistent"},

@@ -20,6 +20,8 @@ from typing import Any
 
 import trustme
 
+from broker.net.fetch_guard import Guard, remaining
+
 
 @dataclass
 class Doc:
@@ -158,3 +160,16 @@ def hostile_server(respond: Respond) -> Iterator[Hostile]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+@dataclass(frozen=True)
+class ToLoopback(Guard):
+    """A public name's port 443 connected to a loopback test server (stands in for DNS);
+    any other host or port fails the test."""
+
+    port: int = 0
+    host: str = "oidc-test.example.com"
+
+    def connect(self, host: str, port: int, *, deadline: float) -> socket.socket:
+        assert (host, port) == (self.host, 443)
+        return socket.create_connection(("127.0.0.1", self.port), timeout=remaining(deadline))

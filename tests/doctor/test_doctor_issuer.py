@@ -42,13 +42,6 @@ def _sha1(pem: bytes) -> str:
 
 
 @pytest.fixture
-def ca_file(tls_ca: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "ca.pem"
-    tls_ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-@pytest.fixture
 def leaf_pem(tls_ca: trustme.CA) -> bytes:
     return tls_ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.bytes()
 
@@ -76,7 +69,7 @@ def test_a_live_https_broker_passes_and_the_thumbprint_is_its_ca(
     assert endpoint["tls12"] is True
     assert _sha1(tls_ca.cert_pem.bytes()) == endpoint["thumbprint"]
     # Only --ca-file made the fetch work; on loopback (a local test issuer) that is no finding.
-    assert tls_check.publicly_trusted("127.0.0.1", int(broker.url.rsplit(":", 1)[1])) is False
+    assert tls_check.trusted("127.0.0.1", int(broker.url.rsplit(":", 1)[1])) is False
     assert "tls.trust" not in {f["rule"] for f in body["findings"]}
 
 

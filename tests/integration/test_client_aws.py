@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from broker.aws.verify import PROBE_OBJECT
-from broker.client import Client, config_from_env
+from broker.client import Client, MintedToken, config_from_env
 from broker.client.tokens import TokenCache
 from broker.errors import ScopeNotAllowed
 from tests.seaweed_harness import BUCKET, FOREIGN_PREFIX, SeaweedStack
@@ -166,3 +167,25 @@ def test_a_ci_run_cleans_a_prefix_below_its_run_scope_with_the_run_s_token(
         assert client.cleanup_scope(f"{run}/sub") == 2
         assert _keys(seaweed, run + "/") == [f"{run}/kept"]
         assert client.cleanup_scope() == 1
+
+
+def test_expiring_session_credentials_are_refreshed_with_a_new_token(client: Client) -> None:
+    # 900 s, STS's shortest session, is inside botocore's 15-minute advisory window: every AWS
+    # call refreshes the credentials, calling the token loader (get_test_jwt) again.
+    client.run_scope()
+    minted: list[str] = []
+    now = [time.time()]
+
+    def counted(scope: str | None = None, ttl: int | None = None) -> MintedToken:
+        token = client.api.mint(scope, ttl)
+        minted.append(token.jti)
+        return token
+
+    client.tokens = TokenCache(counted, clock=lambda: now[0])
+    sts = client.aws_session(ttl=60, duration_seconds=900).client("sts")
+    first = sts.get_caller_identity()["Arn"]
+    sts.get_caller_identity()
+    assert len(minted) == 1  # the cached token was still good for the second refresh
+    now[0] += 60  # past the token's refresh point: the next refresh needs a new one
+    assert sts.get_caller_identity()["Arn"] == first
+    assert len(minted) == 2

@@ -53,6 +53,14 @@ def test_the_docstring_tree_is_drawn_from_the_classes() -> None:
         assert re.search(rf"\b{cls.__name__}\s+{cls.code}\s", drawn), cls.__name__
 
 
+def test_a_docstring_without_its_tree_is_refused_not_rewritten_elsewhere() -> None:
+    # A merge once emptied the tree; the generator then wrote it over BrokerError's class body.
+    source = ERRORS.read_text()
+    emptied = source.replace(docs.drawn_tree(source) + "\n", "", 1)
+    with pytest.raises(ValueError, match="lacks the indented error tree"):
+        docs.render_errors_module(emptied)
+
+
 def test_the_tree_says_http_status_or_cli_exit_code_per_class() -> None:
     for cls in all_error_classes():
         assert cls.exit_code in (1, 2), cls.__name__

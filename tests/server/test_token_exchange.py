@@ -242,7 +242,11 @@ def test_every_exchange_is_audited_with_the_subject(
     }
     assert bad["result"] == "invalid_grant"
     assert json.loads(bad["subject"])["jti"] == "job-bad"
-    assert json.loads(bad["subject"])["verified"] is False
+    refused = json.loads(bad["subject"])
+    assert refused["verified"] is False
+    # What was refused is on record: the claims the table looks at, as the token had them.
+    assert refused["claims"]["repository"] == "evil/app"
+    assert refused["claims"]["ref"] == "refs/pull/12/merge"
 
 
 def test_metrics_count_exchanges_by_issuer_and_result(
@@ -270,6 +274,19 @@ def test_refused_exchanges_spend_the_addresss_failure_budget(
     assert [exchange(broker, bad).status_code for _ in range(3)] == [400, 400, 429]
     limited = exchange(broker, github.token(AUD))  # the address is out of failures, not of mints
     assert limited.status_code == 200
+
+
+def test_failures_at_both_endpoints_drain_one_address_budget(
+    live_broker: StartBroker, github: StandInIssuer
+) -> None:
+    # Two endpoints must not mean twice the guesses: one failure budget per address.
+    broker = live_broker(
+        trusted_issuers=[github.table(AUD)], unauth_burst=2, unauth_rate_per_second=0.01
+    )
+    bad = github.token(AUD, repository="evil/app")
+    assert [exchange(broker, bad).status_code for _ in range(2)] == [400, 400]
+    guess = broker.client.post("/v1/mint-oidc-jwt", headers={"Authorization": "Bearer fps_guess"})
+    assert guess.status_code == 429
 
 
 def test_the_audit_command_shows_the_subject_as_an_object(
