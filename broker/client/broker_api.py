@@ -93,10 +93,11 @@ class BrokerApi:
     def _minted(self, path: str, answer: dict[str, Any]) -> MintedToken:
         # A mint answer names the scope ``wallet`` (upstream) and ``scope``; an exchange only ``scope``.
         try:
+            jwt, expiration = str(answer["jwt"]), int(answer["expiration"])
             scope = str(answer["scope"] if "scope" in answer else answer["wallet"])
             return MintedToken(
-                jwt=str(answer["jwt"]),
-                expiration=int(answer["expiration"]),
+                jwt=jwt,
+                expiration=expiration,
                 scope=scope,
                 sub=str(answer.get("sub", "")),
                 jti=str(answer.get("jti", "")),
