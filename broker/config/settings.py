@@ -5,14 +5,12 @@ Cross-field rules run before a socket opens, and each message names the field an
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +18,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from broker.config.field_rules import (
+    IssuerUrl,
+    NginxPath,
+    ProxyNetworks,
+    SubTemplate,
+    TagKey,
+)
 from broker.config.resources import (
     BUCKET_NAME,
     DEFAULT_RUN_PREFIX_PATTERNS,
@@ -36,14 +41,11 @@ from broker.config.resources import (
 )
 from broker.config.trusted_issuers import TrustedIssuer, check_apart
 from broker.sts.catalogue import MAX_LIFETIME, ROLES_CLAIM
-from broker.sts.issuer_rules import is_loopback_host, issuer_problem
+from broker.sts.issuer_rules import is_loopback_host
 from broker.sts.oidc import JWKS_PATH
 from broker.sts.tags import (
-    MAX_TAG_KEY,
     SEAWEEDFS_TAGS_CLAIM,
-    TAG_PUNCTUATION,
     TAGS_CLAIM,
-    plain_tag_key_ok,
 )
 
 ENV_PREFIX = "BROKER_"
@@ -67,18 +69,6 @@ MAX_BURST = 1_000_000
 config_file_var: ContextVar[Path | None] = ContextVar("config_file_var", default=None)
 
 
-# A path nginx reads as one unquoted token: no spaces, quotes, ';', braces or '$' variables.
-NGINX_SAFE_PATH = re.compile(r"[A-Za-z0-9._/@+=:-]+")
-# A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d, so this block is every IPv4 client.
-_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-def _trusts_everyone(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    if network.prefixlen == 0:
-        return True
-    return isinstance(network, ipaddress.IPv6Network) and network.supernet_of(_IPV4_MAPPED)
-
-
 class Settings(BaseSettings):
     """All settings; see the README's config table (generated from this class)."""
 
@@ -89,7 +79,7 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    oidc_issuer: str = Field(
+    oidc_issuer: IssuerUrl = Field(
         DEFAULT_ISSUER, description="Issuer URL: token `iss`, discovery `issuer`, IAM provider."
     )
     audience: str = Field(
@@ -143,11 +133,11 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(
         3600, ge=60, le=86400, description="Lifetime of a federation-proof session bearer."
     )
-    scope_tag: str = Field(
+    scope_tag: TagKey = Field(
         "agentkeys_user_wallet", description="Principal tag (and claim) carrying the scope."
     )
-    caller_tag: str = Field("caller", description="Principal tag naming the caller kind.")
-    sub_template: str = Field(
+    caller_tag: TagKey = Field("caller", description="Principal tag naming the caller kind.")
+    sub_template: SubTemplate = Field(
         "agentkeys:agent:{scope}", description="Token `sub`; `{scope}` is replaced."
     )
     max_body_bytes: int = Field(
@@ -208,7 +198,7 @@ class Settings(BaseSettings):
         le=MAX_BURST,
         description="Failed-authentication burst per address (1 to 1000000).",
     )
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: ProxyNetworks = Field(
         default_factory=list,
         description="Reverse proxies (IPs or networks, e.g. nginx on 127.0.0.1) whose "
         "`X-Forwarded-For` names the client; empty: the peer address is the client. "
@@ -255,12 +245,12 @@ class Settings(BaseSettings):
         description=f"Also emit the flat `{SEAWEEDFS_TAGS_CLAIM}` claim "
         "SeaweedFS reads (AWS's reaction to it is unverified).",
     )
-    tls_cert_file: Path | None = Field(
+    tls_cert_file: NginxPath = Field(
         None,
         description="Certificate chain nginx serves (leaf first, then intermediates); default: "
         "certbot's `/etc/letsencrypt/live/<issuer host>/fullchain.pem`.",
     )
-    tls_key_file: Path | None = Field(
+    tls_key_file: NginxPath = Field(
         None,
         description="Its private key; default: certbot's "
         "`/etc/letsencrypt/live/<issuer host>/privkey.pem`.",
@@ -291,65 +281,10 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
-    @field_validator("oidc_issuer")
-    @classmethod
-    def _issuer_shape(cls, value: str) -> str:
-        problem = issuer_problem(value)
-        if problem:
-            raise ValueError(f"issuer {value!r} {problem}")
-        return value
-
-    @field_validator("scope_tag", "caller_tag")
-    @classmethod
-    def _tag_key_shape(cls, value: str) -> str:
-        if not plain_tag_key_ok(value):
-            raise ValueError(
-                f"{value!r} is not a usable STS tag key: 1-{MAX_TAG_KEY} of A-Z a-z 0-9 "
-                f"{' '.join(TAG_PUNCTUATION)}, not starting with 'aws:'"
-            )
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxy_networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                network = ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                # "*" too: trusting every peer would let any client pick its rate-limit address.
-                raise ValueError(f"{item!r} is not an IP address or network") from None
-            if _trusts_everyone(network):
-                raise ValueError(
-                    f"{item!r} covers every address: any client could then name its own address "
-                    "(rate limits, audit) in X-Forwarded-For; list only your proxies, "
-                    'e.g. ["127.0.0.1"]'
-                )
-        return value
-
-    @field_validator("tls_cert_file", "tls_key_file")
-    @classmethod
-    def _nginx_safe_path(cls, value: Path | None) -> Path | None:
-        # The path is written into the nginx site (`test-broker render nginx`) as one token.
-        if value is not None and not (
-            value.is_absolute() and NGINX_SAFE_PATH.fullmatch(str(value))
-        ):
-            raise ValueError(
-                f"{str(value)!r} must be an absolute path of letters, digits and . _ - / @ + = : "
-                "(it is written into the nginx site)"
-            )
-        return value
-
     @model_validator(mode="before")
     @classmethod
     def _legacy_resource(cls, data: object) -> object:
         return legacy_resources(data)
-
-    @field_validator("sub_template")
-    @classmethod
-    def _sub_has_scope(cls, value: str) -> str:
-        if value.count("{scope}") != 1 or value.replace("{scope}", "").count("{") != 0:
-            raise ValueError("must contain '{scope}' exactly once and no other '{...}' field")
-        return value
 
     @model_validator(mode="after")
     def _cross_field(self) -> Settings:

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from broker.config import Settings
-from broker.config.settings import NGINX_SAFE_PATH
+from broker.config.field_rules import NGINX_SAFE_PATH
 from broker.errors import ConfigError
 from broker.sts.oidc import DISCOVERY_PATH, JWKS_PATH
 
