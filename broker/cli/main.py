@@ -14,7 +14,8 @@ import click
 from broker.cli.common import config_option, json_option, load_config, reports_errors, table, when
 from broker.config import Settings
 from broker.store import exists, open_store
-from broker.store.keys import KeyRecord, KeyState, KeyStore
+from broker.store.key_records import KeyRecord, KeyState
+from broker.store.keys import KeyStore
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

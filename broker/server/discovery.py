@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.config import Settings
-from broker.store.keys import JWKS_CACHE_SECONDS as CACHE_SECONDS
+from broker.store.key_records import JWKS_CACHE_SECONDS as CACHE_SECONDS
 from broker.sts.tags import TAGS_CLAIM
 
 CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"

@@ -15,7 +15,8 @@ import logging
 
 from broker.errors import KeyStoreError
 from broker.server.discovery import StaticDocument, jwks_document, published_algorithms
-from broker.store.keys import KeySnapshot, KeyStore
+from broker.store.key_records import KeySnapshot
+from broker.store.keys import KeyStore
 from broker.sts.catalogue import LEEWAY as STS_LEEWAY_SECONDS
 
 log = logging.getLogger("broker.keys")

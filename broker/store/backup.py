@@ -18,7 +18,8 @@ from pathlib import Path
 
 from broker.errors import ConfigError, InputFileError
 from broker.store.files import atomic_write, private_dir
-from broker.store.keys import STATE_FILE, KeyPolicy, KeyStore
+from broker.store.key_records import KeyPolicy
+from broker.store.keys import STATE_FILE, KeyStore
 from broker.store.sqlite import DB_FILE, DB_FILES, copy_database, exists, open_store
 
 

@@ -17,7 +17,8 @@ from joserfc.jwk import ECKey
 from broker.main import main
 from broker.store import exists, open_store
 from broker.store.files import atomic_write
-from broker.store.keys import KeyPolicy, KeyState, KeyStore
+from broker.store.key_records import KeyPolicy, KeyState
+from broker.store.keys import KeyStore
 from broker.store.sqlite import SqliteStore
 from broker.testing.live import free_loopback_url, free_socket
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from broker import errors
 from broker.main import main
 from broker.server import logs
-from broker.store import keys
+from broker.store import key_records
 from broker.testing.live import free_loopback_url, spawn_broker
 from tests.aws.moto_harness import MOTO_ACCOUNT, moto_server
 from tests.doctor.negative_tokens import Signer
@@ -218,8 +218,8 @@ def test_every_command_only_error_has_a_case() -> None:
 @pytest.fixture
 def issuer_refuses_to_start(monkeypatch: pytest.MonkeyPatch) -> None:
     """A fault no configuration can produce: the JWK renderer leaks "d" (as in test_health)."""
-    real = keys.public_jwk
-    monkeypatch.setattr(keys, "public_jwk", lambda key, alg: real(key, alg) | {"d": "leak"})
+    real = key_records.public_jwk
+    monkeypatch.setattr(key_records, "public_jwk", lambda key, alg: real(key, alg) | {"d": "leak"})
     monkeypatch.setattr(logs, "configure", lambda level: None)  # keep the test's logging as is
 
     def must_not_listen(*args: object, **kwargs: object) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from broker.errors import IssuerNotConformant
 from broker.server.app import create_app
-from broker.store import keys
+from broker.store import key_records
 from broker.testing.live import StartBroker
 
 
@@ -41,7 +41,7 @@ def test_serve_refuses_to_start_when_private_material_would_be_published(
     make_settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     # A fault no configuration can produce: force the JWK renderer to leak "d".
-    real = keys.public_jwk
-    monkeypatch.setattr(keys, "public_jwk", lambda key, alg: real(key, alg) | {"d": "leak"})
+    real = key_records.public_jwk
+    monkeypatch.setattr(key_records, "public_jwk", lambda key, alg: real(key, alg) | {"d": "leak"})
     with pytest.raises(IssuerNotConformant, match=r"jwks\.private_material"):
         create_app(make_settings())

@@ -20,7 +20,8 @@ from broker.cli import main as broker_cli
 from broker.config import Settings
 from broker.server.keyring import KeyRing
 from broker.server.mint import Minter
-from broker.store.keys import KeyPolicy, KeyStore
+from broker.store.key_records import KeyPolicy
+from broker.store.keys import KeyStore
 from broker.testing.live import LiveBroker, StartBroker, wait_until
 
 

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from broker.errors import KeyNotFound, KeyStoreError, TooManyKeys
 from broker.main import main
 from broker.server.discovery import CACHE_CONTROL
-from broker.store.keys import JWKS_CACHE_SECONDS, MAX_TIME, KeyPolicy, KeyState, KeyStore
+from broker.store.key_records import JWKS_CACHE_SECONDS, MAX_TIME, KeyPolicy, KeyState
+from broker.store.keys import KeyStore
 
 POLICY = KeyPolicy(algorithm="ES256", rsa_bits=2048, max_published=4, reload_seconds=1.0)
 NOW = 1_800_000_000

@@ -15,7 +15,8 @@ from broker.errors import KeyStoreError
 from broker.main import main
 from broker.store import AuditRecord, open_store
 from broker.store.files import private_dir
-from broker.store.keys import KeyPolicy, KeyStore
+from broker.store.key_records import KeyPolicy
+from broker.store.keys import KeyStore
 from broker.store.sqlite import DB_FILES
 
 POLICY = KeyPolicy(algorithm="ES256", rsa_bits=2048, max_published=4, reload_seconds=1.0)
