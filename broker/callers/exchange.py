@@ -103,8 +103,11 @@ def trusted_table(
         )
     same = [t for t in tables if t.issuer_url == iss]
     if not same:
-        trusted = ", ".join(sorted({t.issuer_url for t in tables}))
-        raise InvalidGrant(f"issuer {str(iss)[:120]!r} is not trusted here (trusted: {trusted})")
+        # The trusted list is not named: it would tell anyone which internal providers exist.
+        raise InvalidGrant(
+            f"issuer {str(iss)[:120]!r} is not trusted here; ask the broker's operator which "
+            "CI providers are ([[trusted_issuers]])"
+        )
     aud = token.claims.get("aud")
     # Exact: one audience, as a string or a one-element list.
     single = aud[0] if isinstance(aud, list) and len(aud) == 1 else aud
@@ -121,7 +124,7 @@ def trusted_table(
 def signing_alg(token: SubjectToken) -> tuple[str, str]:
     """The header's (alg, kid), refused unless RS256/ES256 with a kid and nothing critical."""
     alg = token.header.get("alg")
-    if alg not in KEY_TYPES:
+    if not isinstance(alg, str) or alg not in KEY_TYPES:  # a list or object is unhashable
         raise InvalidGrant(
             f"subject_token alg {str(alg)[:20]!r} is not accepted; only "
             f"{' and '.join(KEY_TYPES)} (never none or HS*)"
@@ -134,8 +137,8 @@ def signing_alg(token: SubjectToken) -> tuple[str, str]:
     return alg, kid
 
 
-def grant_for(token: SubjectToken, table: TrustedIssuer, key: Key, alg: str, now: int) -> Grant:
-    """Signature, times, required claims, conditions, then the scope from the template."""
+def verify_signature(token: SubjectToken, key: Key, alg: str) -> None:
+    """The provider signed it: only from here on are its claims the provider's word."""
     wanted = KEY_TYPES.get(alg)
     if wanted is None or not isinstance(key, wanted):
         raise InvalidGrant(f"key {token.header.get('kid')!r} is not a key for {alg}")
@@ -143,6 +146,11 @@ def grant_for(token: SubjectToken, table: TrustedIssuer, key: Key, alg: str, now
         jws.deserialize_compact(token.text, key, algorithms=[alg])
     except (JoseError, ValueError) as exc:
         raise InvalidGrant(f"subject_token signature does not verify ({exc})") from None
+
+
+def grant_for(token: SubjectToken, table: TrustedIssuer, now: int) -> Grant:
+    """For a token whose signature verified: times, required claims, conditions, then the
+    scope from the template."""
     _check_times(token, table, now)
     info = table.info
     needed = info.required | set(table.conditions) | _template_sources(table)

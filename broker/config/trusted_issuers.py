@@ -14,6 +14,7 @@ Checked at load, so a table that could hand one repository another's scope never
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -203,9 +204,19 @@ class TrustedIssuer(BaseModel):
         _check_issuer(self.issuer_url)
         _check_conditions(self)
         _check_template(self)
-        if self.ca_file is not None and not self.ca_file.is_file():
-            raise ValueError(f"ca_file {str(self.ca_file)!r} does not exist")
+        if self.ca_file is not None:
+            _check_ca_file(self.ca_file)
         return self
+
+
+def _check_ca_file(path: Path) -> None:
+    # Loaded once here so that a file that is not PEM is a config error, not a failing exchange.
+    if not path.is_file():
+        raise ValueError(f"ca_file {str(path)!r} does not exist")
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"ca_file {str(path)!r} holds no usable PEM certificate ({exc})") from None
 
 
 def _check_issuer(url: str) -> None:

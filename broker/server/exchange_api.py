@@ -77,7 +77,9 @@ class ExchangeApi:
         try:
             result = await self._exchange(request, attempt)
         except BrokerError as err:
-            if attempt.token is None or isinstance(err, RateLimited | IssuerUnavailable):
+            # Until the provider's signature verifies, the claims are anyone's words: counted
+            # per address and minute, like junk bearers, never a durable row each.
+            if not attempt.signed or isinstance(err, RateLimited | IssuerUnavailable):
                 self.audit.count_refusal(attempt.client, err.code, attempt.started)
             else:
                 self.audit.note(attempt.record(err.code))
@@ -113,7 +115,9 @@ class ExchangeApi:
             attempt.issuer, attempt.table = table.issuer_url, table
             alg, kid = exchange.signing_alg(attempt.token)
             key = await self.keys.key(table, kid)
-            grant = exchange.grant_for(attempt.token, table, key, alg, now)
+            exchange.verify_signature(attempt.token, key, alg)
+            attempt.signed = True
+            grant = exchange.grant_for(attempt.token, table, now)
         except (InvalidGrant, InvalidRequest):
             self.limits.charge_failure(attempt.client)
             raise
@@ -158,6 +162,7 @@ class _Attempt:
     token: exchange.SubjectToken | None = None
     issuer: str = UNTRUSTED
     table: TrustedIssuer | None = None
+    signed: bool = False  # the token's signature verified with its provider's key
     grant: exchange.Grant | None = None
     scope: str | None = None
 

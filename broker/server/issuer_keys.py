@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from broker.callers.exchange import Key
@@ -39,9 +39,13 @@ Fetch = Callable[[TrustedIssuer], dict[str, Key]]
 def fetch_keys(table: TrustedIssuer) -> dict[str, Key]:
     """The issuer's usable public signing keys by kid; FetchFailed says why there are none."""
     issuer = table.issuer_url
+    try:
+        verify = verify_context(table.ca_file)
+    except (ssl.SSLError, OSError) as exc:  # checked at load; the file may change since
+        raise FetchFailed(f"ca_file {table.ca_file} is unusable: {exc}") from None
     options: dict[str, Any] = {
         "guard": Guard.for_issuer(issuer),
-        "verify": verify_context(table.ca_file),
+        "verify": verify,
         "seconds": FETCH_SECONDS,
         "cap": MAX_DOCUMENT_BYTES,
         "headers": _HEADERS,
@@ -77,14 +81,16 @@ def _public_key(member: Any) -> tuple[str, Key] | None:
         return None
     if member.get("alg", ALG_OF_KTY[kty]) != ALG_OF_KTY[kty]:  # e.g. RS512: never accepted here
         return None
+    if (
+        kty == "EC" and member.get("crv") != "P-256"
+    ):  # before joserfc, which raises KeyError on others
+        return None
     public = {k: v for k, v in member.items() if k in ("kty", "kid", "n", "e", "crv", "x", "y")}
     try:
         key: Key = RSAKey.import_key(public) if kty == "RSA" else ECKey.import_key(public)
-    except (JoseError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - one odd member of someone else's JWKS must not sink the rest
         return None
     if isinstance(key, RSAKey) and key.raw_value.key_size < MIN_RSA_BITS:
-        return None
-    if isinstance(key, ECKey) and member.get("crv") != "P-256":
         return None
     return kid, key
 
@@ -139,7 +145,9 @@ class IssuerKeys:
         held.tried_at = self._clock()
         try:
             keys = await asyncio.to_thread(self._fetch, table)
-        except FetchFailed as exc:
+        except Exception as exc:
+            if not isinstance(exc, FetchFailed):
+                log.exception("keys of trusted issuer %s: unexpected failure", table.issuer_url)
             log.warning("keys of trusted issuer %s: %s", table.issuer_url, exc)
             if held.fetched_at is None:
                 raise IssuerUnavailable(

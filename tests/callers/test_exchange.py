@@ -65,7 +65,8 @@ def exchanged(issuer: StandInIssuer, token: str, now: int | None = None) -> exch
     table = exchange.trusted_table(subject, TABLES, OWN)
     alg, kid = exchange.signing_alg(subject)
     assert kid == issuer.key.thumbprint()
-    return exchange.grant_for(subject, table, issuer.key, alg, now or int(time.time()))
+    exchange.verify_signature(subject, issuer.key, alg)
+    return exchange.grant_for(subject, table, now or int(time.time()))
 
 
 def test_a_github_pull_request_job_gets_its_run_scope(github: StandInIssuer) -> None:
@@ -161,7 +162,7 @@ def test_hs256_signed_with_the_providers_public_key_is_refused(github: StandInIs
         exchange.signing_alg(subject)
     # Even handed the key, verification with HS256 is impossible.
     with pytest.raises(InvalidGrant, match="not a key for HS256"):
-        exchange.grant_for(subject, GH_TABLE, github.key, "HS256", int(time.time()))
+        exchange.verify_signature(subject, github.key, "HS256")
 
 
 def test_a_token_signed_by_another_key_is_refused(github: StandInIssuer) -> None:
@@ -174,7 +175,7 @@ def test_a_token_signed_by_another_key_is_refused(github: StandInIssuer) -> None
 def test_a_key_of_the_wrong_type_for_the_alg_is_refused(github: StandInIssuer) -> None:
     subject = exchange.read(github.token(AUD))
     with pytest.raises(InvalidGrant, match="not a key for ES256"):
-        exchange.grant_for(subject, GH_TABLE, github.key, "ES256", int(time.time()))
+        exchange.verify_signature(subject, github.key, "ES256")
 
 
 def test_an_oversized_token_is_invalid_request() -> None:

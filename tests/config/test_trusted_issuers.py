@@ -75,6 +75,8 @@ REFUSED = {
     "unknown preset": ({"preset": "jenkins", "audience": "x"}, "preset"),
     "ttl above an hour": (GH | {"conditions": OWNER, "max_ttl_seconds": 7200}, "max_ttl"),
     "missing ca_file": (GH | {"conditions": OWNER, "ca_file": "/nonexistent.pem"}, "ca_file"),
+    # A file that is there but no PEM certificate: refused at load, not a 500 at the first job.
+    "ca_file not PEM": (GH | {"conditions": OWNER, "ca_file": __file__}, "no usable PEM"),
 }
 
 

@@ -132,6 +132,7 @@ def test_fetch_keys_skips_keys_it_would_never_verify_with(github: StandInIssuer)
     extra = [
         {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
         {"kty": "EC", "kid": "p384", "crv": "P-384", **_p384()},
+        {"kty": "EC", "kid": "p999", "crv": "P-999", **_p384()},  # joserfc raises KeyError on it
         {"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"},
         github.jwks()["keys"][0] | {"kid": "rs512", "alg": "RS512"},
         "not a key",

@@ -7,6 +7,7 @@ tests/callers/test_exchange.py; here: the wire format, mounting, audit, metrics,
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -19,7 +20,7 @@ import pytest
 import trustme
 
 from broker.store import open_store
-from broker.testing.ci_issuer import StandInIssuer, stand_in_issuer
+from broker.testing.ci_issuer import StandInIssuer, new_key, stand_in_issuer
 from broker.testing.live import LiveBroker, StartBroker, free_socket, wait_until
 from tests.server.test_audit import audit_rows
 
@@ -210,6 +211,36 @@ def test_an_unreachable_issuer_is_503_issuer_unavailable(
             return [r.error for r in store.read_refusals()]
 
     wait_until(lambda: counted() == ["issuer_unavailable"])
+    assert audit_rows(data) == []
+
+
+@pytest.mark.parametrize("alg", [["RS256"], {"RS256": 1}, None])
+def test_a_header_alg_that_is_no_string_is_invalid_grant(
+    broker: LiveBroker, github: StandInIssuer, alg: object
+) -> None:
+    def part(doc: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    token = f"{part({'alg': alg, 'kid': github.kid})}.{part(github.claims(AUD))}.c2ln"
+    resp = exchange(broker, token)
+    assert (resp.status_code, resp.json()["error"]) == (400, "invalid_grant")
+
+
+def test_unverified_tokens_are_counted_not_recorded(
+    broker: LiveBroker, github: StandInIssuer
+) -> None:
+    # Claims nobody signed are anyone's words: a flood of them must not grow the audit table.
+    forged = github.token(AUD, key=new_key("RS256"), header={"kid": github.kid}, jti="x" * 300)
+    untrusted = github.token(AUD, iss="https://elsewhere.example")
+    for token in (forged, untrusted):
+        assert exchange(broker, token).json()["error"] == "invalid_grant"
+    data = broker.settings.data_dir
+
+    def counted() -> list[str]:
+        with contextlib.closing(open_store(data)) as store:
+            return [r.error for r in store.read_refusals()]
+
+    wait_until(lambda: counted() == ["invalid_grant"])
     assert audit_rows(data) == []
 
 
