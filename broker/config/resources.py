@@ -23,7 +23,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from broker.errors import ConfigError
-from broker.sts.tags import MAX_TAG_KEY, TAG_PUNCTUATION, plain_tag_key_ok
+from broker.sts.tags import MAX_TAG_KEY, MAX_TAGS, TAG_PUNCTUATION, plain_tag_key_ok
 
 # IAM's role-name charset and length; S3's bucket naming rules (lowercase, 3-63).
 ROLE_NAME = r"^[\w+=,.@-]{1,64}$"
@@ -161,6 +161,11 @@ def check_scope_tags(resources: list[TestResource], *, scope_tag: str, caller_ta
                 f"{where} {tag!r} differs only in case from {spelled[tag.lower()]!r} "
                 "(STS tag keys ignore case); spell them the same"
             )
+    if len(spelled) + 1 > MAX_TAGS:  # every token carries each scope tag and the caller tag
+        raise ValueError(
+            f"{len(spelled)} distinct scope tags and the caller tag exceed STS's {MAX_TAGS} session "
+            "tags, so every mint would be refused; let resources share a scope_tag"
+        )
 
 
 def pick_resource(resources: list[TestResource], name: str | None) -> TestResource:

@@ -168,3 +168,19 @@ def test_serve_logs_the_deprecation_as_a_warning(tmp_path: Path) -> None:
         line for line in lines if line["level"] == "warning" and "deprecated" in line["msg"]
     ]
     assert [w["logger"] for w in warnings] == ["broker.config"]
+
+
+def test_more_scope_tags_than_sts_takes_are_refused_at_load() -> None:
+    # 49 resource tags + the broker's scope tag + the caller tag: 51 tags on every token.
+    many = [
+        {
+            "name": f"r{i}",
+            "role": f"r{i}-oidc-test",
+            "bucket": f"r{i}-oidc-test",
+            "scope_tag": f"t{i}",
+        }
+        for i in range(49)
+    ]
+    with pytest.raises(ConfigError, match="exceed STS's 50 session tags"):
+        load(**ACCOUNT, resources=many)
+    load(**ACCOUNT, resources=many[:48])  # 50 tags in all: allowed
