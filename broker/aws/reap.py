@@ -4,7 +4,9 @@ Three guards, each checked before the first delete and again on every batch:
 
 - the bucket is one of the config's ``[[resources]]`` buckets (which carry the test marker);
 - the key lies strictly below a scope that one of ``run_prefix_patterns`` allows (the scope
-  pattern grammar of :mod:`broker.callers.scopes`), and below ``--scope`` when one is given;
+  pattern grammar of :mod:`broker.callers.scopes`, except that a trailing ``/**`` stands for one
+  or more segments: a namespace alone, ``gh`` or ``ci/app``, is never one run), and below
+  ``--scope`` when one is given;
 - no pattern or scope may be empty or the bucket's root.
 
 Everything is listed and judged first; only then are the keys deleted, 1000 per ``DeleteObjects``
@@ -54,6 +56,8 @@ class RunPrefixGuard:
                 raise ReapRefused(f"run prefix pattern {pattern!r} could cover the bucket's root")
         try:
             self._allowances = [Allowance(p) for p in patterns]
+            # What each "/**" pattern's head alone matches: namespaces, not runs ("gh", "ci/app").
+            self._namespaces = [Allowance(p[:-3]) for p in patterns if p.endswith("/**")]
         except ScopeMalformed as exc:
             raise ConfigError(f"run_prefix_patterns: {exc.message}") from None
         self.patterns = tuple(patterns)
@@ -73,13 +77,16 @@ class RunPrefixGuard:
         if not self._inside(trimmed):
             raise ReapRefused(
                 f"--scope {trimmed!r} is outside run_prefix_patterns "
-                f"({', '.join(self.patterns)}): reap deletes only run prefixes"
+                f"({', '.join(self.patterns)}) or a whole namespace: reap deletes only run "
+                "prefixes, e.g. --scope ci/<name>/pr-12/run-34"
             )
         return trimmed
 
     def _inside(self, prefix: str) -> bool:
         """Is ``prefix`` a scope (well-formed) that some pattern allows?"""
         if len(prefix) > MAX_SCOPE or not _SCOPE.fullmatch(prefix):
+            return False
+        if any(n.allows(prefix) for n in self._namespaces):
             return False
         return any(a.allows(prefix) for a in self._allowances)
 

@@ -75,8 +75,9 @@ def reap(
 ) -> None:
     """Delete objects under run prefixes in the configured test buckets, and nothing else.
 
-    Only keys below a scope that one of run_prefix_patterns allows (default: ci/*/**, gh/**,
-    gl/**: what CI credentials and token exchange hand out), in [[resources]] buckets, are
+    Only keys below a scope that one of run_prefix_patterns allows (default: ci/*/**, gh/*/**,
+    gl/*/**: the runs CI credentials and token exchange hand out; a trailing /** is one or more
+    segments, so a namespace alone is never a run), in [[resources]] buckets, are
     considered; with --scope, only keys below that prefix. Everything is listed and judged
     before the first delete, so a refusal deletes nothing. Deletes go 1000 keys per
     DeleteObjects call; a key that could not be deleted is listed and the exit code is 1.

@@ -28,10 +28,11 @@ from broker.sts.tags import MAX_TAG_KEY, MAX_TAGS, TAG_PUNCTUATION, plain_tag_ke
 # IAM's role-name charset and length; S3's bucket naming rules (lowercase, 3-63).
 ROLE_NAME = r"^[\w+=,.@-]{1,64}$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-# What reap may delete by default: every scope a CI credential gets by default (ci/<name>/**)
-# and the namespaces token exchange builds scopes in (gh/..., gl/...). Developers' dev/<name>
-# and the federation wallets (0x...) are not run prefixes.
-DEFAULT_RUN_PREFIX_PATTERNS = ("ci/*/**", "gh/**", "gl/**")
+# What reap may delete by default: the runs below every CI credential's namespace (ci/<name>/...)
+# and below each project token exchange builds scopes for (gh/<owner or id>/..., gl/<group>/...).
+# In these patterns "/**" is one or more segments (broker/aws/reap.py), so no namespace alone is
+# a run. Developers' dev/<name> and the federation wallets (0x...) are not run prefixes.
+DEFAULT_RUN_PREFIX_PATTERNS = ("ci/*/**", "gh/*/**", "gl/*/**")
 _THUMBPRINT = re.compile(r"[0-9a-f]{40}")
 LEGACY_NAME = "default"
 LEGACY_KEYS = ("test_role_name", "test_bucket")

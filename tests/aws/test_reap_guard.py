@@ -23,7 +23,7 @@ RESOURCES = [
     {"name": "mail", "role": "mail-oidc-test", "bucket": "mail-oidc-test"},
     {"name": "vault", "role": "vault-oidc-test", "bucket": "vault-oidc-test"},
 ]
-DEFAULT = ("ci/*/**", "gh/**", "gl/**")
+DEFAULT = ("ci/*/**", "gh/*/**", "gl/*/**")
 OLD = datetime(2020, 1, 1, tzinfo=UTC)
 
 
@@ -98,15 +98,17 @@ LOOKALIKES = [
     "ci/../run-1/x",
     "gh",
     "ci",
+    "ci/app/x.txt",  # in a credential's namespace but in none of its runs
+    "gh/notes.txt",  # directly in a namespace: every repository's runs sit below it
+    "gl/g/1",
 ]
 
 
 def test_keys_that_look_like_run_prefixes_outside_the_patterns_are_kept() -> None:
     inside = [
         "ci/app/pr-1/run-1/a.txt",
-        "ci/app/x.txt",
         "gh/org/repo/pr-2/run-3-1/logs/b",
-        "gl/g/1",
+        "gl/g/1/a",
     ]
     s3 = store(inside + LOOKALIKES)
     report = run(s3, config())
@@ -114,8 +116,8 @@ def test_keys_that_look_like_run_prefixes_outside_the_patterns_are_kept() -> Non
     assert sorted(s3.objects["mail-oidc-test"]) == sorted(LOOKALIKES)
     (mail, vault) = report.buckets
     assert (mail.objects, sorted(mail.run_prefixes)) == (
-        4,
-        ["ci/app", "ci/app/pr-1/run-1", "gh/org/repo/pr-2/run-3-1/logs", "gl/g"],
+        3,
+        ["ci/app/pr-1/run-1", "gh/org/repo/pr-2/run-3-1/logs", "gl/g/1"],
     )
     assert vault.objects == 0
 
@@ -144,7 +146,11 @@ def test_an_empty_or_root_scope_is_refused(scope: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "scope", ["ci", "ci/app/..", "dev/alice", "0xdeadbeef", "cix/app", "ci/a b", "CI/app/run-1"]
+    "scope",
+    [
+        *("ci", "ci/app/..", "dev/alice", "0xdeadbeef", "cix/app", "ci/a b", "CI/app/run-1"),
+        *("gh", "gl", "gh/acme", "ci/app"),  # whole namespaces: every other job's runs are below
+    ],
 )
 def test_a_scope_outside_the_patterns_is_refused(scope: str) -> None:
     with pytest.raises(ReapRefused, match="--scope"):
@@ -208,7 +214,7 @@ def test_listing_never_starts_at_the_root() -> None:
 def test_deletes_go_in_batches_of_at_most_1000_per_bucket() -> None:
     s3 = store([f"ci/app/run-1/{i:04}" for i in range(2001)])
     s3.page = 1000
-    s3.objects["vault-oidc-test"] = {"gl/x/1": OLD}
+    s3.objects["vault-oidc-test"] = {"gl/x/1/a": OLD}
     report = run(s3, config())
     assert s3.calls.count("delete") == 4  # 1000 + 1000 + 1 in mail, 1 in vault
     assert [b.objects for b in report.buckets] == [2001, 1]
@@ -235,7 +241,8 @@ def _oracle_matches(parts: list[str], patterns: list[str]) -> bool:
     for pattern in patterns:
         fixed = pattern.removesuffix("/**").split("/")
         below = pattern.endswith("/**")
-        if len(parts) < len(fixed) or (not below and len(parts) != len(fixed)):
+        # In run-prefix patterns a trailing /** is one or more segments: a namespace is no run.
+        if len(parts) < len(fixed) + below or (not below and len(parts) != len(fixed)):
             continue
         if all(_segment_matches(s, p) for s, p in zip(parts, fixed, strict=False)) and all(
             _segment_matches(s, "*") for s in parts[len(fixed) :]

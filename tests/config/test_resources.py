@@ -62,7 +62,7 @@ def test_resources_come_from_one_json_variable_too(monkeypatch: pytest.MonkeyPat
 def test_defaults_reap_only_ci_and_exchanged_namespaces() -> None:
     s = load()
     assert (s.resources, s.oidc_thumbprints, s.run_prefix_days) == ([], [], 7)
-    assert s.run_prefix_patterns == ["ci/*/**", "gh/**", "gl/**"]
+    assert s.run_prefix_patterns == ["ci/*/**", "gh/*/**", "gl/*/**"]
 
 
 @pytest.mark.parametrize(

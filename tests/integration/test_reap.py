@@ -219,7 +219,7 @@ def test_deletes_go_in_batches_of_1000(seaweed: SeaweedStack, aws_env: None, nam
         assert params["Delete"]["Quiet"] is True
 
     s3.meta.events.register("provide-client-params.s3.DeleteObjects", count)
-    guard = reap.RunPrefixGuard(settings.run_prefix_patterns, f"ci/{name}")
+    guard = reap.RunPrefixGuard(settings.run_prefix_patterns, f"ci/{name}/run-1")
     doomed = reap.find_expired(s3, settings, [BUCKET], guard, time.time() + 60)
     ticks: list[int] = []
     assert reap.delete_expired(s3, settings, doomed, guard, ticks.append) == []
