@@ -395,10 +395,27 @@ _test_broker_session_name() {
   printf '%s' "$name"
 }
 
+# The caller's own scope root (ci/<name>, dev/<name>, a federation wallet, or an exchanged job
+# token's run scope), as the Python client's Client.namespace learns it.
+_test_broker_home() {
+  local bearer answer home allowance
+  if [[ $(_test_broker_mode) == git* ]]; then
+    answer=$(_test_broker_exchange "") || return 1
+    jq -er .scope <<<"$answer" || return 1
+    return 0
+  fi
+  bearer=$(_test_broker_mint_bearer) || return 1
+  read -r home allowance < <(_test_broker_namespace "$bearer")
+  [[ -n ${home:-} ]] || return 1
+  printf '%s\n' "$home"
+}
+
 # Delete every object under PREFIX (default: the run scope) in TEST_BROKER_BUCKET, as the role
 # the token assumes: AWS itself confines the delete to the token's scope. Needs the aws CLI
 # (curl cannot sign S3 requests); without it, `test-broker reap --scope PREFIX` does the same
-# from a machine with Python. Refuses an empty, root, '.' or '..' prefix before any call.
+# from a machine with Python. Refuses an empty, root, '.' or '..' prefix, and one outside the
+# caller's own scope (as the Python client's cleanup_scope does), before any AWS call.
+# The bucket's test marker is not checked here: the client environment does not carry it.
 cleanup_test_scope() {
   local scope=${1:-}
   if [[ $# -eq 0 ]]; then
@@ -410,16 +427,29 @@ cleanup_test_scope() {
     _test_broker_fail "refusing to clean up the prefix '$scope': name a run scope (no empty, root, '.' or '..' segment)"
     return 1
   fi
+  local home
+  home=$(_test_broker_home) || return 1
+  if [[ $scope != "$home" && $scope != "$home"/* ]]; then
+    _test_broker_fail "refusing to clean up the prefix '$scope': it is outside this caller's scope '$home'"
+    return 1
+  fi
   [[ -n ${TEST_BROKER_BUCKET:-} ]] || { _test_broker_fail "no test bucket: set TEST_BROKER_BUCKET"; return 1; }
   [[ -n ${TEST_BROKER_ROLE_ARN:-} ]] || { _test_broker_fail "no role: set TEST_BROKER_ROLE_ARN"; return 1; }
   if ! command -v aws >/dev/null; then
     _test_broker_fail "cleanup_test_scope needs the aws CLI; or run: test-broker reap --scope $scope"
     return 1
   fi
-  local file
+  local file name unset=()
   get_test_jwt >/dev/null || return 1
   file=$(test_broker_token_file) || return 1
-  AWS_WEB_IDENTITY_TOKEN_FILE=$file AWS_ROLE_ARN=$TEST_BROKER_ROLE_ARN \
-    AWS_ROLE_SESSION_NAME=$(_test_broker_session_name "$scope") \
+  # The AWS credential chain prefers keys, a profile or a container role from the environment
+  # over web identity: with any of them set the delete would run as that identity, not as the
+  # role the token confines to the scope.
+  for name in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_SECURITY_TOKEN \
+    AWS_PROFILE AWS_DEFAULT_PROFILE "${!AWS_CONTAINER_@}"; do
+    unset+=(-u "$name")
+  done
+  env "${unset[@]}" AWS_WEB_IDENTITY_TOKEN_FILE="$file" AWS_ROLE_ARN="$TEST_BROKER_ROLE_ARN" \
+    AWS_ROLE_SESSION_NAME="$(_test_broker_session_name "$scope")" \
     aws s3 rm --recursive --only-show-errors "s3://$TEST_BROKER_BUCKET/$scope/"
 }

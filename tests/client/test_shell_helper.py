@@ -318,6 +318,64 @@ def test_cleanup_refuses_a_prefix_that_is_no_run_scope(env: dict[str, str], pref
     assert run.stderr.startswith("test-broker: refusing to clean up the prefix"), run.stderr
 
 
+@pytest.fixture
+def fake_aws(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory with an ``aws`` that records its environment and arguments (no AWS call)."""
+    bin_dir, record = tmp_path / "fake-aws", tmp_path / "aws-record"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(f'#!/bin/sh\n{{ env; echo "ARGV=$*"; }} > {record}\n')
+    (bin_dir / "aws").chmod(0o755)
+    return bin_dir, record
+
+
+# What would take precedence over web identity in the AWS credential chain.
+AMBIENT_AWS = {
+    "AWS_ACCESS_KEY_ID": "AKIAADMIN",
+    "AWS_SECRET_ACCESS_KEY": "admin-secret",
+    "AWS_SESSION_TOKEN": "admin-session",
+    "AWS_PROFILE": "admin",
+    "AWS_DEFAULT_PROFILE": "admin",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-token",
+}
+
+
+def test_cleanup_runs_aws_with_only_the_web_identity_role(
+    env: dict[str, str], fake_aws: tuple[Path, Path]
+) -> None:
+    bin_dir, record = fake_aws
+    env = env | AMBIENT_AWS | {"TEST_BROKER_BUCKET": "oidc-test-b", "TEST_BROKER_ROLE_ARN": "arn:r"}
+    run = bash(f"PATH={bin_dir}:$PATH; cleanup_test_scope; test_run_scope", env)
+    assert run.returncode == 0, run.stderr
+    seen = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
+    assert not set(AMBIENT_AWS) & set(seen), seen
+    assert seen["AWS_ROLE_ARN"] == "arn:r"
+    assert Path(seen["AWS_WEB_IDENTITY_TOKEN_FILE"]).read_text().count(".") == 2  # the JWT
+    scope = run.stdout.strip()
+    assert seen["ARGV"] == f"s3 rm --recursive --only-show-errors s3://oidc-test-b/{scope}/"
+
+
+@pytest.mark.parametrize("outside", ["prefix", "TEST_BROKER_SCOPE"])
+def test_cleanup_refuses_a_prefix_outside_the_callers_scope(
+    env: dict[str, str], fake_aws: tuple[Path, Path], outside: str
+) -> None:
+    bin_dir, record = fake_aws
+    env = env | {"TEST_BROKER_BUCKET": "oidc-test-b", "TEST_BROKER_ROLE_ARN": "arn:r"}
+    command = "cleanup_test_scope"
+    if outside == "prefix":
+        command += " someone-else/run-1"
+    else:
+        env["TEST_BROKER_SCOPE"] = "someone-else/run-1"
+    run = bash(f"PATH={bin_dir}:$PATH; {command}", env)
+    assert run.returncode != 0
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(
+        "test-broker: refusing to clean up the prefix 'someone-else/run-1': it is outside"
+    )
+    assert not record.exists()
+
+
 TEMPLATE = "gh/{repository}/pr-{pr}/run-{run_id}-{run_attempt}"
 
 
