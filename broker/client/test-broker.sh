@@ -170,16 +170,27 @@ _test_broker_job_token() {
 # Exchange the job's token at /v1/token-exchange (RFC 8693, form-encoded) for a broker token,
 # for SCOPE (empty: the scope the broker derives from the job's claims); prints the answer.
 _test_broker_exchange() {
-  local scope=$1 subject body
+  local scope=$1 ttl subject body
+  ttl=$(_test_broker_ttl) || return 1
   subject=$(_test_broker_job_token) || return 1
   # The job token reaches jq on stdin, never in a process's arguments.
-  body=$(printf '%s' "$subject" | jq -Rr --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" '
+  body=$(printf '%s' "$subject" | jq -Rr --arg scope "$scope" --arg ttl "$ttl" '
     [["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
      ["subject_token_type", "urn:ietf:params:oauth:token-type:jwt"], ["subject_token", .]]
     + (if $scope == "" then [] else [["scope", $scope]] end)
     + (if $ttl == "" then [] else [["ttl_seconds", $ttl]] end)
     | map("\(.[0])=\(.[1] | @uri)") | join("&")') || return 1
   _test_broker_post /v1/token-exchange "" "$body" application/x-www-form-urlencoded
+}
+
+# TEST_BROKER_TTL as whole seconds (empty when unset: the broker's default lifetime).
+_test_broker_ttl() {
+  local ttl=${TEST_BROKER_TTL:-}
+  if [[ -n $ttl && ! $ttl =~ ^[1-9][0-9]{0,9}$ ]]; then
+    _test_broker_fail "TEST_BROKER_TTL '$ttl' is not a positive whole number of seconds, e.g. 900"
+    return 1
+  fi
+  printf '%s' "$ttl"
 }
 
 _test_broker_cache_dir() {
@@ -346,7 +357,8 @@ _test_broker_fresh() {
 # Print a JWT for this environment (see the top of this file), minting only when the cached one
 # is missing or due; the cache file is replaced atomically and is mode 0600.
 get_test_jwt() {
-  local file scope bearer body answer jwt tmp
+  local file ttl scope bearer body answer jwt tmp
+  ttl=$(_test_broker_ttl) || return 1
   file=$(test_broker_token_file) || return 1
   if _test_broker_fresh "$file"; then
     printf '%s\n' "$(<"$file")"
@@ -357,7 +369,7 @@ get_test_jwt() {
     answer=$(_test_broker_exchange "$scope") || return 1
   else
     bearer=$(_test_broker_mint_bearer) || return 1
-    body=$(jq -cn --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" \
+    body=$(jq -cn --arg scope "$scope" --arg ttl "$ttl" \
       '{} + (if $scope == "" then {} else {scope: $scope} end)
           + (if $ttl == "" then {} else {ttl_seconds: ($ttl | tonumber)} end)') || return 1
     answer=$(_test_broker_post /v1/mint-oidc-jwt "$bearer" "$body") || return 1

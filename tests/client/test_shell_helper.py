@@ -135,6 +135,16 @@ def test_get_test_jwt_asks_for_the_lifetime_given(env: dict[str, str]) -> None:
     assert token["exp"] - token["iat"] <= 120 + 30  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("ttl", ["abc", "1.5", "-5", "0", "12s"])
+def test_a_ttl_that_is_no_whole_seconds_is_one_line(env: dict[str, str], ttl: str) -> None:
+    run = bash("get_test_jwt", env | {"TEST_BROKER_TTL": ttl})
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert run.stderr == (
+        f"test-broker: TEST_BROKER_TTL '{ttl}' is not a positive whole number of seconds, e.g. 900\n"
+    )
+
+
 @pytest.fixture
 def echo_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """An HTTP server that records each request's headers (the 'gateway' with_auth calls)."""
@@ -440,6 +450,24 @@ def test_a_gitlab_job_exchanges_its_id_token(
     scope, token = run.stdout.splitlines()
     assert scope.startswith("gl/acme/app/")
     assert claims(token)["agentkeys_user_wallet"] == scope
+
+
+@pytest.mark.parametrize("command", ["get_test_jwt", "test_run_scope"])
+def test_a_job_with_a_ttl_that_is_no_whole_seconds_is_told_so(
+    exchange_broker: LiveBroker, gitlab: StandInIssuer, tmp_path: Path, command: str
+) -> None:
+    env = {
+        "TEST_BROKER_URL": exchange_broker.url,
+        "TEST_BROKER_CACHE_DIR": str(tmp_path),
+        "TEST_BROKER_ID_TOKEN": gitlab.token(exchange_broker.url),
+        "TEST_BROKER_TTL": "abc",
+    }
+    run = bash(command, env)
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert run.stderr == (
+        "test-broker: TEST_BROKER_TTL 'abc' is not a positive whole number of seconds, e.g. 900\n"
+    )
 
 
 def test_a_refused_job_token_is_one_line(
