@@ -36,6 +36,10 @@ issuer="" audience="sts.amazonaws.com" port=8080 package="$here" upgrade=0
 python=python3 replace_config=0 root=/
 while [ $# -gt 0 ]; do
   case "$1" in
+    --issuer | --audience | --port | --package | --python | --root)
+      [ $# -ge 2 ] || die "$1 needs a value" ;;
+  esac
+  case "$1" in
     --issuer) issuer=${2-}; shift 2 ;;
     --audience) audience=${2-}; shift 2 ;;
     --port) port=${2-}; shift 2 ;;

