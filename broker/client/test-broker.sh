@@ -17,7 +17,7 @@
 #   TEST_BROKER_SCOPE        scope to work in (default: test_run_scope's)
 #   TEST_BROKER_ROLE_ARN     role cleanup_test_scope assumes with the token
 #   TEST_BROKER_BUCKET       test bucket cleanup_test_scope deletes the run's prefix from
-# and, for this helper only, TEST_BROKER_TTL (token lifetime to ask for, in seconds) and
+# and, for this helper only, TEST_BROKER_TTL (token lifetime to ask for, whole seconds) and
 # TEST_BROKER_CACHE_DIR (default: a 0700 directory per user under $XDG_RUNTIME_DIR,
 # $TMPDIR or /tmp).
 #
