@@ -45,9 +45,12 @@ def serve(config_file: Path | None, host: str | None, port: int | None, check: b
     if check:
         for note in settings.deprecations:
             click.echo(f"warning: {note}", err=True)
+        # deploy/install.sh reads the buckets: reap's timer is enabled only when there are some.
+        buckets = ", ".join(r.bucket for r in settings.resources) or "none"
         click.echo(
             f"configuration OK: issuer {settings.oidc_issuer}, minting: {kinds}, "
-            f"listen {listen_host}:{listen_port}, data {settings.data_dir}"
+            f"listen {listen_host}:{listen_port}, data {settings.data_dir}, "
+            f"test buckets: {buckets}"
         )
         return
     _serve(settings, listen_host, listen_port, kinds)

@@ -36,6 +36,10 @@ issuer="" audience="sts.amazonaws.com" port=8080 package="$here" upgrade=0
 python=python3 replace_config=0 root=/
 while [ $# -gt 0 ]; do
   case "$1" in
+    --issuer | --audience | --port | --package | --python | --root)
+      [ $# -ge 2 ] || die "$1 needs a value" ;;
+  esac
+  case "$1" in
     --issuer) issuer=${2-}; shift 2 ;;
     --audience) audience=${2-}; shift 2 ;;
     --port) port=${2-}; shift 2 ;;
@@ -149,6 +153,11 @@ else
   # No secrets in it (they live hashed in the store): readable by the service user.
   put "$scratch/config.toml" "$config" 0644
 fi
+# `test-broker reap` refuses (and its timer would fail daily) until the config names test
+# buckets ([[resources]]), so its timer is enabled only then: a later run enables it.
+checked=$("${broker[@]}" serve --config "$scratch/config.toml" --check)
+reap=1
+case "$checked" in *", test buckets: none") reap=0 ;; esac
 
 # 3. The system user, and the units.
 put "$here/deploy/sysusers.d/test-broker.conf" /etc/sysusers.d/test-broker.conf 0644
@@ -183,7 +192,10 @@ fi
 # 5. Enable (and, on a live host, start or reload) what changed.
 timers=()
 for unit in "${units[@]}"; do
-  case "$unit" in *.timer) timers+=("$unit") ;; esac
+  case "$unit" in
+    test-broker-reap.timer) [ "$reap" -eq 0 ] || timers+=("$unit") ;;
+    *.timer) timers+=("$unit") ;;
+  esac
 done
 if [ "$root" = / ]; then
   systemctl daemon-reload
@@ -225,3 +237,11 @@ cat <<NEXT
        $venv/bin/test-broker doctor --config $config
        $venv/bin/test-broker check-cert --config $config
 NEXT
+if [ "$reap" -eq 0 ]; then
+  cat <<NEXT
+  5. Reaping expired run prefixes is off: the config has no [[resources]] (test buckets), and
+     test-broker reap refuses without them. Add them to $config, put the
+     reaper's AWS credentials in /etc/test-broker/aws.env (deploy/RUNBOOK.md), then run this
+     installer again, or: sudo systemctl enable --now test-broker-reap.timer
+NEXT
+fi

@@ -17,7 +17,7 @@
 #   TEST_BROKER_SCOPE        scope to work in (default: test_run_scope's)
 #   TEST_BROKER_ROLE_ARN     role cleanup_test_scope assumes with the token
 #   TEST_BROKER_BUCKET       test bucket cleanup_test_scope deletes the run's prefix from
-# and, for this helper only, TEST_BROKER_TTL (token lifetime to ask for, in seconds) and
+# and, for this helper only, TEST_BROKER_TTL (token lifetime to ask for, whole seconds) and
 # TEST_BROKER_CACHE_DIR (default: a 0700 directory per user under $XDG_RUNTIME_DIR,
 # $TMPDIR or /tmp).
 #
@@ -170,16 +170,27 @@ _test_broker_job_token() {
 # Exchange the job's token at /v1/token-exchange (RFC 8693, form-encoded) for a broker token,
 # for SCOPE (empty: the scope the broker derives from the job's claims); prints the answer.
 _test_broker_exchange() {
-  local scope=$1 subject body
+  local scope=$1 ttl subject body
+  ttl=$(_test_broker_ttl) || return 1
   subject=$(_test_broker_job_token) || return 1
   # The job token reaches jq on stdin, never in a process's arguments.
-  body=$(printf '%s' "$subject" | jq -Rr --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" '
+  body=$(printf '%s' "$subject" | jq -Rr --arg scope "$scope" --arg ttl "$ttl" '
     [["grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"],
      ["subject_token_type", "urn:ietf:params:oauth:token-type:jwt"], ["subject_token", .]]
     + (if $scope == "" then [] else [["scope", $scope]] end)
     + (if $ttl == "" then [] else [["ttl_seconds", $ttl]] end)
     | map("\(.[0])=\(.[1] | @uri)") | join("&")') || return 1
   _test_broker_post /v1/token-exchange "" "$body" application/x-www-form-urlencoded
+}
+
+# TEST_BROKER_TTL as whole seconds (empty when unset: the broker's default lifetime).
+_test_broker_ttl() {
+  local ttl=${TEST_BROKER_TTL:-}
+  if [[ -n $ttl && ! $ttl =~ ^[1-9][0-9]{0,9}$ ]]; then
+    _test_broker_fail "TEST_BROKER_TTL '$ttl' is not a positive whole number of seconds, e.g. 900"
+    return 1
+  fi
+  printf '%s' "$ttl"
 }
 
 _test_broker_cache_dir() {
@@ -346,7 +357,8 @@ _test_broker_fresh() {
 # Print a JWT for this environment (see the top of this file), minting only when the cached one
 # is missing or due; the cache file is replaced atomically and is mode 0600.
 get_test_jwt() {
-  local file scope bearer body answer jwt tmp
+  local file ttl scope bearer body answer jwt tmp
+  ttl=$(_test_broker_ttl) || return 1
   file=$(test_broker_token_file) || return 1
   if _test_broker_fresh "$file"; then
     printf '%s\n' "$(<"$file")"
@@ -357,7 +369,7 @@ get_test_jwt() {
     answer=$(_test_broker_exchange "$scope") || return 1
   else
     bearer=$(_test_broker_mint_bearer) || return 1
-    body=$(jq -cn --arg scope "$scope" --arg ttl "${TEST_BROKER_TTL:-}" \
+    body=$(jq -cn --arg scope "$scope" --arg ttl "$ttl" \
       '{} + (if $scope == "" then {} else {scope: $scope} end)
           + (if $ttl == "" then {} else {ttl_seconds: ($ttl | tonumber)} end)') || return 1
     answer=$(_test_broker_post /v1/mint-oidc-jwt "$bearer" "$body") || return 1
@@ -395,10 +407,27 @@ _test_broker_session_name() {
   printf '%s' "$name"
 }
 
+# The caller's own scope root (ci/<name>, dev/<name>, a federation wallet, or an exchanged job
+# token's run scope), as the Python client's Client.namespace learns it.
+_test_broker_home() {
+  local bearer answer home allowance
+  if [[ $(_test_broker_mode) == git* ]]; then
+    answer=$(_test_broker_exchange "") || return 1
+    jq -er .scope <<<"$answer" || return 1
+    return 0
+  fi
+  bearer=$(_test_broker_mint_bearer) || return 1
+  read -r home allowance < <(_test_broker_namespace "$bearer")
+  [[ -n ${home:-} ]] || return 1
+  printf '%s\n' "$home"
+}
+
 # Delete every object under PREFIX (default: the run scope) in TEST_BROKER_BUCKET, as the role
 # the token assumes: AWS itself confines the delete to the token's scope. Needs the aws CLI
 # (curl cannot sign S3 requests); without it, `test-broker reap --scope PREFIX` does the same
-# from a machine with Python. Refuses an empty, root, '.' or '..' prefix before any call.
+# from a machine with Python. Refuses an empty, root, '.' or '..' prefix, and one outside the
+# caller's own scope (as the Python client's cleanup_scope does), before any AWS call.
+# The bucket's test marker is not checked here: the client environment does not carry it.
 cleanup_test_scope() {
   local scope=${1:-}
   if [[ $# -eq 0 ]]; then
@@ -410,16 +439,29 @@ cleanup_test_scope() {
     _test_broker_fail "refusing to clean up the prefix '$scope': name a run scope (no empty, root, '.' or '..' segment)"
     return 1
   fi
+  local home
+  home=$(_test_broker_home) || return 1
+  if [[ $scope != "$home" && $scope != "$home"/* ]]; then
+    _test_broker_fail "refusing to clean up the prefix '$scope': it is outside this caller's scope '$home'"
+    return 1
+  fi
   [[ -n ${TEST_BROKER_BUCKET:-} ]] || { _test_broker_fail "no test bucket: set TEST_BROKER_BUCKET"; return 1; }
   [[ -n ${TEST_BROKER_ROLE_ARN:-} ]] || { _test_broker_fail "no role: set TEST_BROKER_ROLE_ARN"; return 1; }
   if ! command -v aws >/dev/null; then
     _test_broker_fail "cleanup_test_scope needs the aws CLI; or run: test-broker reap --scope $scope"
     return 1
   fi
-  local file
+  local file name unset=()
   get_test_jwt >/dev/null || return 1
   file=$(test_broker_token_file) || return 1
-  AWS_WEB_IDENTITY_TOKEN_FILE=$file AWS_ROLE_ARN=$TEST_BROKER_ROLE_ARN \
-    AWS_ROLE_SESSION_NAME=$(_test_broker_session_name "$scope") \
+  # The AWS credential chain prefers keys, a profile or a container role from the environment
+  # over web identity: with any of them set the delete would run as that identity, not as the
+  # role the token confines to the scope.
+  for name in AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_SECURITY_TOKEN \
+    AWS_PROFILE AWS_DEFAULT_PROFILE "${!AWS_CONTAINER_@}"; do
+    unset+=(-u "$name")
+  done
+  env "${unset[@]}" AWS_WEB_IDENTITY_TOKEN_FILE="$file" AWS_ROLE_ARN="$TEST_BROKER_ROLE_ARN" \
+    AWS_ROLE_SESSION_NAME="$(_test_broker_session_name "$scope")" \
     aws s3 rm --recursive --only-show-errors "s3://$TEST_BROKER_BUCKET/$scope/"
 }

@@ -237,6 +237,7 @@ def test_serve_check_validates_and_exits(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
     assert "configuration OK: issuer https://a.example.com" in good.stdout
     assert "minting: none (inert)" in good.stdout
+    assert good.stdout.rstrip().endswith(", test buckets: none")  # what install.sh reads
 
 
 def test_serve_check_refuses_bad_config(tmp_path: Path) -> None:

@@ -135,6 +135,16 @@ def test_get_test_jwt_asks_for_the_lifetime_given(env: dict[str, str]) -> None:
     assert token["exp"] - token["iat"] <= 120 + 30  # type: ignore[operator]
 
 
+@pytest.mark.parametrize("ttl", ["abc", "1.5", "-5", "0", "12s"])
+def test_a_ttl_that_is_no_whole_seconds_is_one_line(env: dict[str, str], ttl: str) -> None:
+    run = bash("get_test_jwt", env | {"TEST_BROKER_TTL": ttl})
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert run.stderr == (
+        f"test-broker: TEST_BROKER_TTL '{ttl}' is not a positive whole number of seconds, e.g. 900\n"
+    )
+
+
 @pytest.fixture
 def echo_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """An HTTP server that records each request's headers (the 'gateway' with_auth calls)."""
@@ -318,6 +328,64 @@ def test_cleanup_refuses_a_prefix_that_is_no_run_scope(env: dict[str, str], pref
     assert run.stderr.startswith("test-broker: refusing to clean up the prefix"), run.stderr
 
 
+@pytest.fixture
+def fake_aws(tmp_path: Path) -> tuple[Path, Path]:
+    """A directory with an ``aws`` that records its environment and arguments (no AWS call)."""
+    bin_dir, record = tmp_path / "fake-aws", tmp_path / "aws-record"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(f'#!/bin/sh\n{{ env; echo "ARGV=$*"; }} > {record}\n')
+    (bin_dir / "aws").chmod(0o755)
+    return bin_dir, record
+
+
+# What would take precedence over web identity in the AWS credential chain.
+AMBIENT_AWS = {
+    "AWS_ACCESS_KEY_ID": "AKIAADMIN",
+    "AWS_SECRET_ACCESS_KEY": "admin-secret",
+    "AWS_SESSION_TOKEN": "admin-session",
+    "AWS_PROFILE": "admin",
+    "AWS_DEFAULT_PROFILE": "admin",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/v2/credentials/x",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.23/v1/credentials",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "container-token",
+}
+
+
+def test_cleanup_runs_aws_with_only_the_web_identity_role(
+    env: dict[str, str], fake_aws: tuple[Path, Path]
+) -> None:
+    bin_dir, record = fake_aws
+    env = env | AMBIENT_AWS | {"TEST_BROKER_BUCKET": "oidc-test-b", "TEST_BROKER_ROLE_ARN": "arn:r"}
+    run = bash(f"PATH={bin_dir}:$PATH; cleanup_test_scope; test_run_scope", env)
+    assert run.returncode == 0, run.stderr
+    seen = dict(line.split("=", 1) for line in record.read_text().splitlines() if "=" in line)
+    assert not set(AMBIENT_AWS) & set(seen), seen
+    assert seen["AWS_ROLE_ARN"] == "arn:r"
+    assert Path(seen["AWS_WEB_IDENTITY_TOKEN_FILE"]).read_text().count(".") == 2  # the JWT
+    scope = run.stdout.strip()
+    assert seen["ARGV"] == f"s3 rm --recursive --only-show-errors s3://oidc-test-b/{scope}/"
+
+
+@pytest.mark.parametrize("outside", ["prefix", "TEST_BROKER_SCOPE"])
+def test_cleanup_refuses_a_prefix_outside_the_callers_scope(
+    env: dict[str, str], fake_aws: tuple[Path, Path], outside: str
+) -> None:
+    bin_dir, record = fake_aws
+    env = env | {"TEST_BROKER_BUCKET": "oidc-test-b", "TEST_BROKER_ROLE_ARN": "arn:r"}
+    command = "cleanup_test_scope"
+    if outside == "prefix":
+        command += " someone-else/run-1"
+    else:
+        env["TEST_BROKER_SCOPE"] = "someone-else/run-1"
+    run = bash(f"PATH={bin_dir}:$PATH; {command}", env)
+    assert run.returncode != 0
+    assert len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(
+        "test-broker: refusing to clean up the prefix 'someone-else/run-1': it is outside"
+    )
+    assert not record.exists()
+
+
 TEMPLATE = "gh/{repository}/pr-{pr}/run-{run_id}-{run_attempt}"
 
 
@@ -382,6 +450,24 @@ def test_a_gitlab_job_exchanges_its_id_token(
     scope, token = run.stdout.splitlines()
     assert scope.startswith("gl/acme/app/")
     assert claims(token)["agentkeys_user_wallet"] == scope
+
+
+@pytest.mark.parametrize("command", ["get_test_jwt", "test_run_scope"])
+def test_a_job_with_a_ttl_that_is_no_whole_seconds_is_told_so(
+    exchange_broker: LiveBroker, gitlab: StandInIssuer, tmp_path: Path, command: str
+) -> None:
+    env = {
+        "TEST_BROKER_URL": exchange_broker.url,
+        "TEST_BROKER_CACHE_DIR": str(tmp_path),
+        "TEST_BROKER_ID_TOKEN": gitlab.token(exchange_broker.url),
+        "TEST_BROKER_TTL": "abc",
+    }
+    run = bash(command, env)
+    assert run.returncode != 0
+    assert run.stdout == ""
+    assert run.stderr == (
+        "test-broker: TEST_BROKER_TTL 'abc' is not a positive whole number of seconds, e.g. 900\n"
+    )
 
 
 def test_a_refused_job_token_is_one_line(

@@ -155,6 +155,7 @@ def test_serve_check_prints_the_deprecation_on_stderr() -> None:
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith("warning: test_role_name and test_bucket are deprecated")
     assert "configuration OK" in result.stdout
+    assert result.stdout.rstrip().endswith(", test buckets: oidc-test-bucket")
 
 
 def test_serve_logs_the_deprecation_as_a_warning(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ REPO = Path(__file__).parents[2]
 INSTALL = REPO / "deploy" / "install.sh"
 ISSUER = "https://oidc-test.example.com"
 UNITS = sorted(p.name for p in (REPO / "systemd").iterdir())
+REAP_TIMER = "test-broker-reap.timer"
 OWNER = 0 if os.geteuid() == 0 else os.geteuid()  # unprivileged, --root files stay the user's
 
 
@@ -100,7 +101,7 @@ def test_every_file_lands_with_its_owner_and_mode_and_a_second_run_changes_nothi
     assert os.readlink(enabled) == "../sites-available/test-broker"
     wants = root / "etc/systemd/system/multi-user.target.wants/test-broker.service"
     assert os.readlink(wants) == "/etc/systemd/system/test-broker.service"
-    for timer in [u for u in UNITS if u.endswith(".timer")]:
+    for timer in [u for u in UNITS if u.endswith(".timer") and u != REAP_TIMER]:
         assert (root / "etc/systemd/system/timers.target.wants" / timer).is_symlink()
     # The system user, created by systemd-sysusers inside the root.
     passwd = (root / "etc/passwd").read_text().splitlines()
@@ -155,6 +156,31 @@ def test_an_edited_config_is_kept_unless_replace_config(root: Path) -> None:
     assert tomllib.loads(config.read_text())["audience"] == "other"
 
 
+RESOURCES = """aws_account_id = "123456789012"
+[[resources]]
+name = "app"
+role = "app-oidc-test"
+bucket = "app-oidc-test"
+"""
+
+
+@pytest.mark.integration
+def test_the_reap_timer_is_enabled_only_once_the_config_names_test_buckets(root: Path) -> None:
+    # reap refuses without [[resources]]: an enabled timer would fail every day.
+    wants = root / "etc/systemd/system/timers.target.wants"
+    fresh = _install(root, "--issuer", ISSUER)
+    assert (root / "etc/systemd/system" / REAP_TIMER).is_file()  # installed, not enabled
+    assert not os.path.lexists(wants / REAP_TIMER)  # its link is absolute: not .exists()
+    assert (wants / "test-broker-cert-check.timer").is_symlink()
+    assert "Reaping expired run prefixes is off: the config has no [[resources]]" in fresh.stdout
+    assert "/etc/test-broker/aws.env" in fresh.stdout
+    config = root / "etc/test-broker/config.toml"
+    config.write_text(config.read_text() + RESOURCES)
+    again = _install(root, "--issuer", ISSUER)
+    assert os.readlink(wants / REAP_TIMER) == f"/etc/systemd/system/{REAP_TIMER}"
+    assert "Reaping expired run prefixes is off" not in again.stdout
+
+
 @pytest.mark.integration
 def test_upgrade_reinstalls_into_the_existing_venv(root: Path, tmp_path: Path) -> None:
     # The other branch of the venv rule: --upgrade runs the venv's pip on --package. The venv
@@ -199,6 +225,18 @@ def test_unusable_flags_change_nothing_and_exit_2(
     result = _install(root, *args, check=False)
     assert result.returncode == 2
     assert message in result.stderr
+    assert not (root / "etc").exists()
+
+
+@pytest.mark.parametrize(
+    "option", ["--issuer", "--audience", "--port", "--package", "--python", "--root"]
+)
+def test_an_option_without_its_value_is_named_and_exits_2(root: Path, option: str) -> None:
+    # Last on the line, so nothing follows it (--root itself comes first in _install).
+    args = [option] if option == "--issuer" else ["--issuer", ISSUER, option]
+    result = _install(root, *args, check=False)
+    assert result.returncode == 2
+    assert result.stderr == f"install.sh: {option} needs a value\n"
     assert not (root / "etc").exists()
 
 
