@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from broker.client.broker_api import MintedToken
-from broker.client.token_file import write_token_file
+from broker.client.token_file import SHADOWING_AWS_VARS, write_token_file
 from broker.client.tokens import refresh_at
 from broker.errors import BrokerError, LocalIoError
 
@@ -86,7 +86,8 @@ def run_with_token(
     warn: Callable[[str], None],
     clock: Callable[[], float] = time.time,
 ) -> int:
-    """Run ``command`` with ``env`` added while ``token_file`` is kept fresh; its exit status."""
+    """Run ``command`` with ``env`` added (and ambient AWS credentials, which would beat the
+    token, removed) while ``token_file`` is kept fresh; its exit status."""
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []  # signals that came before the command existed
 
@@ -105,7 +106,8 @@ def run_with_token(
     refresher = _Refresher(mint, first, token_file, warn, clock)
     try:
         try:
-            started.append(subprocess.Popen(list(command), env={**os.environ, **env}))  # noqa: S603 - the user's command
+            ambient = {k: v for k, v in os.environ.items() if k not in SHADOWING_AWS_VARS}
+            started.append(subprocess.Popen(list(command), env={**ambient, **env}))  # noqa: S603 - the user's command
         except OSError as exc:
             raise LocalIoError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
         for signum in pending:

@@ -98,6 +98,36 @@ def test_print_env_is_eval_ready_with_an_absolute_path(broker: LiveBroker, tmp_p
     assert name == claims(Path(path).read_text())["agentkeys_user_wallet"]
 
 
+AMBIENT = {
+    "AWS_ACCESS_KEY_ID": "AKIAAMBIENT",
+    "AWS_SECRET_ACCESS_KEY": "ambient-secret",
+    "AWS_SESSION_TOKEN": "ambient-session",
+    "AWS_PROFILE": "ambient",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds",
+}
+
+
+def test_print_env_unsets_ambient_credentials_that_would_beat_the_token(
+    broker: LiveBroker, tmp_path: Path
+) -> None:
+    command = (
+        f'eval "$({sys.executable} -m broker token --broker {broker.url} --federation-proof '
+        f'--out t.jwt --print-env --role-arn {ROLE})" && env'
+    )
+    done = subprocess.run(
+        ["bash", "-c", command],
+        cwd=tmp_path,
+        env={**os.environ, **AMBIENT},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = {line.partition("=")[0] for line in done.stdout.splitlines()}
+    assert not names & set(AMBIENT)
+    assert f"AWS_ROLE_ARN={ROLE}" in done.stdout.splitlines()
+
+
 def test_print_env_without_out_keeps_a_private_per_scope_file(
     broker: LiveBroker, tmp_path: Path
 ) -> None:
@@ -238,6 +268,19 @@ def test_a_command_runs_with_the_env_and_its_status_and_the_private_file_goes(
     assert Path(path).is_absolute()
     assert not Path(path).exists()
     assert not Path(path).parent.exists()
+
+
+def test_a_command_runs_without_ambient_credentials_that_would_beat_the_token(
+    broker: LiveBroker,
+) -> None:
+    proc = process(
+        broker, "--", "sh", "-c", "env", stdout=subprocess.PIPE, env={**os.environ, **AMBIENT}
+    )
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    names = {line.partition("=")[0] for line in out.splitlines()}
+    assert not names & set(AMBIENT)
+    assert "AWS_WEB_IDENTITY_TOKEN_FILE" in names
 
 
 def test_with_out_the_command_s_file_stays(broker: LiveBroker, tmp_path: Path) -> None:
