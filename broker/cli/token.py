@@ -153,6 +153,7 @@ def token_command(
                     first=token,
                     token_file=path,
                     warn=lambda line: click.echo(line, err=True),
+                    cleanup=cleanup.close,
                 )
             )
         _report(token, path, env if print_env else None, as_json=as_json)

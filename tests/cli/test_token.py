@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from broker.main import main
 from broker.testing.live import LiveBroker, StartBroker, wait_until
 from tests.callers.test_credentials import cli
+from tests.client.scripted_server import HANG, scripted
 
 ROLE = "arn:aws:iam::123456789012:role/oidc-test-role"
 SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
@@ -315,6 +316,36 @@ def test_the_file_is_rewritten_before_the_token_expires(broker: LiveBroker, tmp_
     first_exp, changed_at, second_exp = map(float, out.split())
     assert changed_at < first_exp - 2  # at 2/3 of the 10 s lifetime, not at its end
     assert second_exp > first_exp
+
+
+def test_the_command_s_end_does_not_wait_for_a_refresh_stuck_at_the_broker(
+    tmp_path: Path,
+) -> None:
+    # The first mint is answered with a token already due for refresh; the refresh then hangs
+    # (each attempt until the client's timeout, four of them). CMD ends while it hangs.
+    minted = {"jwt": "a.b.c", "wallet": "dev/a", "expiration": 2, "sub": "s", "jti": "j"}
+    mark, go = tmp_path / "mark", tmp_path / "go"
+    wait = 'echo "$AWS_WEB_IDENTITY_TOKEN_FILE" > "$1"; while [ ! -e "$2" ]; do sleep 0.05; done'
+    with scripted([(200, minted), HANG, HANG, HANG, HANG]) as (url, script):
+        argv = [sys.executable, "-m", "broker", "token", "--broker", url, "--scope", "dev/a"]
+        env = {**os.environ, "TEST_BROKER_BEARER": "otb_dev_x_y"}
+        proc = subprocess.Popen(
+            [*argv, "--", "sh", "-c", wait, "sh", str(mark), str(go)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(lambda: len(script.requests) == 2 and mark.exists(), timeout=20)
+            go.touch()
+            _, err = proc.communicate(timeout=20)  # a stuck refresh held it 40 s and more
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, err) == (0, "")
+    assert not Path(mark.read_text().strip()).parent.exists()
 
 
 CATCH = (
