@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
-from broker.cli.common import config_option, reports_errors
+from broker.cli.common import OneLineUsageGroup, config_option, reports_errors
 from broker.config import load_settings
 from broker.host.nginx import ACME_WEBROOT, NginxSite, render_nginx_site
 from broker.store.files import atomic_write
 
 
-@click.group("render")
+@click.group("render", cls=OneLineUsageGroup)
 def render_group() -> None:
     """Render host files from the config.
 
