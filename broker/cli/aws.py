@@ -11,6 +11,8 @@ import click
 
 from broker.aws import policy as policies
 from broker.cli.common import (
+    OneLineUsage,
+    OneLineUsageGroup,
     config_option,
     input_file,
     json_option,
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from broker.aws.verify import ProofReport
 
 
-@click.group()
+@click.group(cls=OneLineUsageGroup)
 def policy() -> None:
     """Render the IAM policies the test setup needs, from the broker's config.
 
@@ -78,7 +80,7 @@ def render_command(
         click.echo(f"note: {note}", err=True)
 
 
-@click.command()
+@click.command(cls=OneLineUsage)
 @config_option
 @resource_option
 @click.option("--broker-url", help="Broker to mint from (default: the config's oidc_issuer).")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from broker.cli.common import config_option, json_option, reports_errors
+from broker.cli.common import OneLineUsage, config_option, json_option, reports_errors
 from broker.config import load_settings
 from broker.store.backup import Copied, backup, restore
 from broker.store.keys import KeyStore
@@ -27,7 +27,7 @@ def _show(copied: Copied, verb: str, as_json: bool) -> None:
     )
 
 
-@click.command("backup")
+@click.command("backup", cls=OneLineUsage)
 @click.argument("dest", type=_DIR)
 @config_option
 @json_option
@@ -47,7 +47,7 @@ def backup_command(dest: Path, config_file: Path | None, as_json: bool) -> None:
     _show(backup(settings.data_dir, dest, policy), "backed up to", as_json)
 
 
-@click.command("restore")
+@click.command("restore", cls=OneLineUsage)
 @click.argument("source", type=_DIR)
 @config_option
 @json_option

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from broker.cli.common import config_option, json_option, load_config, reports_errors, table
+from broker.cli.common import (
+    OneLineUsageGroup,
+    config_option,
+    json_option,
+    load_config,
+    reports_errors,
+    table,
+)
 from broker.config import Settings
 from broker.errors import ConfigError
 
@@ -75,7 +82,7 @@ def _print_changes(changes: list[Change], as_json: bool, words: dict[str, str]) 
     click.echo("\n" + ", ".join(counts))
 
 
-@click.group("aws")
+@click.group("aws", cls=OneLineUsageGroup)
 def aws_group() -> None:
     """Bring up the test side of an AWS account from the config: provider, roles, buckets.
 

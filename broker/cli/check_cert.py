@@ -10,14 +10,22 @@ from pathlib import Path
 
 import click
 
-from broker.cli.common import config_option, input_file, json_option, read_ca_file, reports_errors
+from broker.cli.common import (
+    OneLineUsage,
+    config_option,
+    input_file,
+    json_option,
+    read_ca_file,
+    reports_errors,
+)
 from broker.config import CONFIG_ENV, load_settings
+from broker.errors import InputFileError
 
 _COLOURS = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red"}
 _DAYS = click.FloatRange(0, 3650)
 
 
-@click.command("check-cert")
+@click.command("check-cert", cls=OneLineUsage)
 @click.option(
     "--issuer", help="https URL whose certificate to check (default with --config: the issuer)."
 )
@@ -85,7 +93,12 @@ def check_cert_command(
         ca_file=ca_file,
     )
     if textfile is not None:
-        write_textfile(report, textfile)
+        try:
+            write_textfile(report, textfile)
+        except OSError as exc:  # not exit 1: that would read as a certificate warning
+            raise InputFileError(
+                f"--textfile {str(textfile)!r} cannot be written: {exc.strerror or exc}"
+            ) from None
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -19,6 +19,7 @@ from broker.store import StoreError
 
 __all__ = [
     "OneLineUsage",
+    "OneLineUsageGroup",
     "config_option",
     "input_file",
     "json_option",
@@ -60,8 +61,9 @@ def load_config(config_file: Path | None, **overrides: Any) -> Settings:
 
 
 class OneLineUsage(click.Command):
-    """A command whose usage errors (unknown option, bad value) are one line and exit 2, like
-    every other failure, instead of click's usage block: scripts read one line."""
+    """A command whose usage errors (unknown option, bad value, a bad combination its body finds)
+    are one line and exit 2, like every other failure, instead of click's usage block: scripts
+    read one line."""
 
     def make_context(
         self,
@@ -73,9 +75,26 @@ class OneLineUsage(click.Command):
         try:
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx else info_name
-            click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
-            sys.exit(exc.exit_code)
+            _usage_line(exc, info_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            _usage_line(exc, ctx.command_path)
+
+
+class OneLineUsageGroup(click.Group):
+    """A group whose commands and subgroups, defined with its decorators, are one-line too."""
+
+    command_class = OneLineUsage
+    group_class = type  # subgroups are of this class as well
+
+
+def _usage_line(exc: click.UsageError, where: str | None) -> NoReturn:
+    where = exc.ctx.command_path if exc.ctx else where
+    click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+    sys.exit(exc.exit_code)
 
 
 def reports_errors(func: F) -> F:

@@ -14,7 +14,16 @@ from typing import Any
 import click
 
 from broker.callers import credentials
-from broker.cli.common import config_option, json_option, load_config, reports_errors, table, when
+from broker.cli.common import (
+    OneLineUsage,
+    OneLineUsageGroup,
+    config_option,
+    json_option,
+    load_config,
+    reports_errors,
+    table,
+    when,
+)
 from broker.config import MAX_ROTATION_GRACE, MIN_TOKEN_TTL, Settings
 from broker.errors import ConfigError, InvalidRequest
 from broker.store import AuditRecord, Store, exists, open_store
@@ -85,7 +94,7 @@ def _tags(pairs: tuple[str, ...], settings: Settings) -> dict[str, str]:
     return tags
 
 
-@click.group("credentials")
+@click.group("credentials", cls=OneLineUsageGroup)
 def credentials_group() -> None:
     """Manage CI bearers and personal developer secrets.
 
@@ -209,7 +218,7 @@ def rotate_command(ref: str, grace: int | None, config_file: Path | None, as_jso
     _show(info, secret, as_json)
 
 
-@click.command()
+@click.command(cls=OneLineUsage)
 @click.option("--since", default=None, help="ISO time or unix seconds.")
 @click.option("--caller", default=None, help="Caller id or kind (fed, ci, dev).")
 @config_option

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from broker.cli.common import (
+    OneLineUsage,
     config_option,
     input_file,
     json_option,
@@ -42,7 +43,7 @@ def _read_json(path: Path | None, option: str) -> Any:
     return None if path is None else read_json_file(path, option)
 
 
-@click.command()
+@click.command(cls=OneLineUsage)
 @click.option(
     "--issuer",
     help="Provider URL: fetch its discovery and JWKS the way STS does (default with --config: "

@@ -11,14 +11,23 @@ from pathlib import Path
 
 import click
 
-from broker.cli.common import config_option, json_option, load_config, reports_errors, table, when
+from broker.cli.common import (
+    OneLineUsage,
+    OneLineUsageGroup,
+    config_option,
+    json_option,
+    load_config,
+    reports_errors,
+    table,
+    when,
+)
 from broker.config import Settings
 from broker.store import exists, open_store
 from broker.store.key_records import KeyRecord, KeyState
 from broker.store.keys import KeyStore
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineUsageGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oidc-test-broker")
 def main() -> None:
     """oidc-test-broker: a stable OIDC issuer minting AWS-STS-exact test tokens.
@@ -52,7 +61,7 @@ def _signed_until(settings: Settings, kid: str) -> int | None:
         return store.max_exp(kid)
 
 
-class _KidCommand(click.Command):
+class _KidCommand(OneLineUsage):
     """A command whose KID argument may start with '-' (1 in 64 RFC 7638 thumbprints do).
 
     Click would read ``-abc…`` or ``--abc…`` as an unknown option; every argument that is not

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from broker.cli.common import config_option, json_option, load_config, reports_errors, table
+from broker.cli.common import (
+    OneLineUsage,
+    config_option,
+    json_option,
+    load_config,
+    reports_errors,
+    table,
+)
 
 if TYPE_CHECKING:
     from broker.aws.reap import Failure, ReapReport
@@ -36,7 +43,7 @@ class Duration(click.ParamType[int]):
         return int(found.group(1)) * _UNIT[found.group(2)]
 
 
-@click.command()
+@click.command(cls=OneLineUsage)
 @click.option(
     "--older-than",
     type=Duration(),

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from broker.cli.common import config_option, reports_errors
+from broker.cli.common import OneLineUsageGroup, config_option, reports_errors
 from broker.config import load_settings
 from broker.host.nginx import ACME_WEBROOT, NginxSite, render_nginx_site
+from broker.store.files import atomic_write
 
 
-@click.group("render")
+@click.group("render", cls=OneLineUsageGroup)
 def render_group() -> None:
     """Render host files from the config.
 
@@ -88,8 +88,6 @@ def render_nginx(
     if out is None:
         click.echo(text, nl=False)
         return
-    # Written beside the target and renamed: nginx never reads half a site.
-    partial = out.with_name(f".{out.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.chmod(partial, 0o644)
-    partial.replace(out)
+    # Written beside the target (a fresh, unguessable name) and renamed: nginx never reads half
+    # a site, and nothing planted beside the target is followed.
+    atomic_write(out, text.encode(), mode=0o644)

@@ -6,12 +6,14 @@ from importlib import resources
 
 import click
 
+from broker.cli.common import OneLineUsage
+
 __all__ = ["SHELL_HELPER", "shell_init"]
 
 SHELL_HELPER = "test-broker.sh"  # package data of broker.client, the same file as in the repo
 
 
-@click.command("shell-init")
+@click.command("shell-init", cls=OneLineUsage)
 def shell_init() -> None:
     """Print the bash helper (get_test_jwt, with_auth, test_run_scope, cleanup_test_scope).
 

@@ -15,7 +15,12 @@ import click
 from broker.cli.common import OneLineUsage, input_file, json_option, reports_errors
 from broker.client import Client, MintedToken, config_from_env
 from broker.client.command_runner import run_with_token
-from broker.client.token_file import aws_env, default_token_path, write_token_file
+from broker.client.token_file import (
+    SHADOWING_AWS_VARS,
+    aws_env,
+    default_token_path,
+    write_token_file,
+)
 from broker.errors import ConfigError, LocalIoError
 
 
@@ -97,8 +102,9 @@ def token_command(
     (GitHub Actions with `id-token: write`; GitLab `id_tokens: TEST_BROKER_ID_TOKEN`), and the
     broker builds the scope from its claims. Otherwise the default scope in CI is the run's (GitHub: pr-N/run-ID-ATTEMPT, GitLab: pr-IID/run-ID,
     in the shape the credential's allowance takes); elsewhere the caller's own namespace. After
-    `--`, CMD runs with AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN and AWS_ROLE_SESSION_NAME set,
-    the file is rewritten before each token expires, signals are passed on, and the exit status
+    `--`, CMD runs with AWS_WEB_IDENTITY_TOKEN_FILE, AWS_ROLE_ARN and AWS_ROLE_SESSION_NAME set
+    (and static AWS credentials and profiles, which would beat the token, unset; `--print-env`
+    unsets them too), the file is rewritten before each token expires, signals are passed on, and the exit status
     is CMD's.
 
     \b
@@ -147,6 +153,7 @@ def token_command(
                     first=token,
                     token_file=path,
                     warn=lambda line: click.echo(line, err=True),
+                    cleanup=cleanup.close,
                 )
             )
         _report(token, path, env if print_env else None, as_json=as_json)
@@ -178,6 +185,8 @@ def _report(
             body["env"] = env
         click.echo(json.dumps(body, indent=2))
     elif env is not None:
-        click.echo("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))
+        # Unset first: static credentials left in the shell would beat the token in the SDKs.
+        exports = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        click.echo("\n".join([f"unset {' '.join(SHADOWING_AWS_VARS)}", *exports]))
     elif path is None:
         click.echo(token.jwt)

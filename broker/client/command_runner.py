@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from broker.client.broker_api import MintedToken
-from broker.client.token_file import write_token_file
+from broker.client.token_file import SHADOWING_AWS_VARS, write_token_file
 from broker.client.tokens import refresh_at
 from broker.errors import BrokerError, LocalIoError
 
@@ -58,17 +58,32 @@ class _Refresher(threading.Thread):
         warn: Callable[[str], None],
         clock: Callable[[], float],
     ) -> None:
+        # A daemon: a mint in flight (up to ATTEMPTS times TIMEOUT against a hung broker) must not
+        # keep this process, or CMD's exit status, waiting once CMD has ended.
         super().__init__(name="token-refresher", daemon=True)
         self._mint, self._path, self._warn, self._clock = mint, path, warn, clock
         self._due = refresh_at(first, clock())
-        self.stopped = threading.Event()
+        self._stopped = threading.Event()
+        self._writing = threading.Lock()  # held while the file is written; stop() waits for it
+
+    def stop(self) -> None:
+        """No write after this returns (a mint in flight is abandoned, not awaited)."""
+        with self._writing:
+            self._stopped.set()
 
     def run(self) -> None:
-        while not self.stopped.wait(max(0.0, self._due - self._clock())):
+        while not self._stopped.wait(max(0.0, self._due - self._clock())):
             try:
                 token = self._mint()
-                write_token_file(self._path, token.jwt)
-            except (BrokerError, OSError) as exc:
+                with self._writing:
+                    if self._stopped.is_set():
+                        return
+                    write_token_file(self._path, token.jwt)
+            except Exception as exc:
+                if self._stopped.is_set():
+                    return  # the command is done: its file, or our client, may be gone
+                if not isinstance(exc, BrokerError | OSError):
+                    raise
                 # The old token may still be good for a while; keep trying, and say so.
                 self._warn(f"test-broker token: refreshing {self._path} failed ({exc}); retrying")
                 self._due = self._clock() + RETRY_AFTER_FAILURE
@@ -84,9 +99,15 @@ def run_with_token(
     first: MintedToken,
     token_file: Path,
     warn: Callable[[str], None],
+    cleanup: Callable[[], None],
     clock: Callable[[], float] = time.time,
 ) -> int:
-    """Run ``command`` with ``env`` added while ``token_file`` is kept fresh; its exit status."""
+    """Run ``command`` with ``env`` added (and ambient AWS credentials, which would beat the
+    token, removed) while ``token_file`` is kept fresh; its exit status.
+
+    ``cleanup`` (removing a private token file) runs once the command has ended, while signals
+    are still forwarded, so a SIGTERM then cannot end this process before it has run.
+    """
     started: list[subprocess.Popen[bytes]] = []
     pending: list[int] = []  # signals that came before the command existed
 
@@ -105,7 +126,8 @@ def run_with_token(
     refresher = _Refresher(mint, first, token_file, warn, clock)
     try:
         try:
-            started.append(subprocess.Popen(list(command), env={**os.environ, **env}))  # noqa: S603 - the user's command
+            ambient = {k: v for k, v in os.environ.items() if k not in SHADOWING_AWS_VARS}
+            started.append(subprocess.Popen(list(command), env={**ambient, **env}))  # noqa: S603 - the user's command
         except OSError as exc:
             raise LocalIoError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
         for signum in pending:
@@ -113,9 +135,10 @@ def run_with_token(
         refresher.start()
         status = started[0].wait()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        refresher.stopped.set()
-        if refresher.is_alive():
-            refresher.join()
+        try:
+            refresher.stop()
+            cleanup()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return status if status >= 0 else 128 - status

@@ -16,6 +16,18 @@ from broker.client.runs import session_name
 AWS_TOKEN_FILE_VAR = "AWS_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a variable's name
 AWS_ROLE_ARN_VAR = "AWS_ROLE_ARN"
 AWS_SESSION_NAME_VAR = "AWS_ROLE_SESSION_NAME"
+# Credentials the SDKs' chain tries before web identity: left in the env, they would win and the
+# command would run with them, unscoped, without a word.
+SHADOWING_AWS_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+)
 
 
 def write_token_file(path: Path, jwt: str) -> None:

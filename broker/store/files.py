@@ -44,11 +44,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _durable_temp(path: Path, data: bytes) -> str:
-    """A fsynced 0600 temp file beside ``path`` (mkstemp creates it 0600)."""
+def _durable_temp(path: Path, data: bytes, mode: int = 0o600) -> str:
+    """A fsynced temp file beside ``path`` with ``mode`` (mkstemp creates it 0600, and never
+    through a planted symlink: O_EXCL with a random name)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
+            if mode != 0o600:
+                os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -58,9 +61,9 @@ def _durable_temp(path: Path, data: bytes) -> str:
     return tmp
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace ``path`` so that readers see the old or the new bytes, never a torn file."""
-    tmp = _durable_temp(path, data)
+    tmp = _durable_temp(path, data, mode)
     try:
         os.replace(tmp, path)
     except BaseException:

@@ -105,3 +105,25 @@ def test_an_unreadable_ca_file_exits_2(tmp_path: Path) -> None:
     code, out = run("--issuer", "https://oidc.example.com", "--ca-file", str(tmp_path / "none.pem"))
     assert code == 2
     assert "--ca-file" in out
+
+
+def test_an_unwritable_textfile_is_one_line_exit_2_naming_the_option(
+    localhost_issuer: str, ca_file: Path, tmp_path: Path
+) -> None:
+    # Exit 1 would read as "the certificate needs attention"; the fault is the path given.
+    prom = tmp_path / "missing" / "cert.prom"
+    result = CliRunner().invoke(
+        main,
+        [
+            "check-cert",
+            "--issuer",
+            localhost_issuer,
+            "--ca-file",
+            str(ca_file),
+            "--textfile",
+            str(prom),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: --textfile '{prom}' cannot be written: No such file")

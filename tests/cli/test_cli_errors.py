@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import click
 import pytest
 import uvicorn
 from click.testing import CliRunner, Result
@@ -276,3 +277,54 @@ def test_a_command_only_error_with_json_is_its_code_and_message(
     assert result.exit_code == case.error.exit_code, result.output
     body = json.loads(result.stdout)
     assert (sorted(body), body["error"]) == (["error", "message"], case.error.code)
+
+
+def _leaf_commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            found += _leaf_commands(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+@pytest.mark.parametrize("path", _leaf_commands(main), ids=" ".join)
+def test_an_unknown_option_is_one_line_for_every_command(path: tuple[str, ...]) -> None:
+    # keys remove takes anything unknown as its KID (1 in 64 kids start with '-'): no KID there.
+    kid = path == ("keys", "remove")
+    result = CliRunner().invoke(main, [*path] if kid else [*path, "--bogus-option"])
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: Missing argument" if kid else "error: No such option"), line
+    assert line.endswith(f"(see `main {' '.join(path)} --help`)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["reap", "--older-than", "7x"], "'7x' is not an age such as 7d"),
+        (["check-cert", "--issuer", "http://127.0.0.1:8080"], "is not an https URL"),
+        (
+            [
+                "check-cert",
+                "--issuer",
+                "https://oidc.example.com",
+                "--warn-days",
+                "3",
+                "--critical-days",
+                "10",
+            ],
+            "--critical-days must not exceed --warn-days",
+        ),
+        (["render", "nginx", "--http-port", "eighty"], "'eighty' is not a valid integer"),
+        (["backup", "--bogus"], "No such option"),
+        (["aws", "plan", "--bogus"], "No such option"),
+    ],
+)
+def test_a_usage_error_is_one_line(argv: list[str], says: str) -> None:
+    result = CliRunner().invoke(main, argv)
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ")
+    assert says in line

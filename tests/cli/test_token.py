@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from broker.main import main
 from broker.testing.live import LiveBroker, StartBroker, wait_until
 from tests.callers.test_credentials import cli
+from tests.client.scripted_server import HANG, scripted
 
 ROLE = "arn:aws:iam::123456789012:role/oidc-test-role"
 SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
@@ -96,6 +97,36 @@ def test_print_env_is_eval_ready_with_an_absolute_path(broker: LiveBroker, tmp_p
     assert (path, role) == (str(tmp_path / "rel.jwt"), ROLE)
     assert SESSION_NAME.fullmatch(name)
     assert name == claims(Path(path).read_text())["agentkeys_user_wallet"]
+
+
+AMBIENT = {
+    "AWS_ACCESS_KEY_ID": "AKIAAMBIENT",
+    "AWS_SECRET_ACCESS_KEY": "ambient-secret",
+    "AWS_SESSION_TOKEN": "ambient-session",
+    "AWS_PROFILE": "ambient",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds",
+}
+
+
+def test_print_env_unsets_ambient_credentials_that_would_beat_the_token(
+    broker: LiveBroker, tmp_path: Path
+) -> None:
+    command = (
+        f'eval "$({sys.executable} -m broker token --broker {broker.url} --federation-proof '
+        f'--out t.jwt --print-env --role-arn {ROLE})" && env'
+    )
+    done = subprocess.run(
+        ["bash", "-c", command],
+        cwd=tmp_path,
+        env={**os.environ, **AMBIENT},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    names = {line.partition("=")[0] for line in done.stdout.splitlines()}
+    assert not names & set(AMBIENT)
+    assert f"AWS_ROLE_ARN={ROLE}" in done.stdout.splitlines()
 
 
 def test_print_env_without_out_keeps_a_private_per_scope_file(
@@ -240,6 +271,19 @@ def test_a_command_runs_with_the_env_and_its_status_and_the_private_file_goes(
     assert not Path(path).parent.exists()
 
 
+def test_a_command_runs_without_ambient_credentials_that_would_beat_the_token(
+    broker: LiveBroker,
+) -> None:
+    proc = process(
+        broker, "--", "sh", "-c", "env", stdout=subprocess.PIPE, env={**os.environ, **AMBIENT}
+    )
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    names = {line.partition("=")[0] for line in out.splitlines()}
+    assert not names & set(AMBIENT)
+    assert "AWS_WEB_IDENTITY_TOKEN_FILE" in names
+
+
 def test_with_out_the_command_s_file_stays(broker: LiveBroker, tmp_path: Path) -> None:
     out = tmp_path / "t.jwt"
     proc = process(broker, "--out", str(out), "--", "sh", "-c", SHOW_ENV, stdout=subprocess.PIPE)
@@ -272,6 +316,36 @@ def test_the_file_is_rewritten_before_the_token_expires(broker: LiveBroker, tmp_
     first_exp, changed_at, second_exp = map(float, out.split())
     assert changed_at < first_exp - 2  # at 2/3 of the 10 s lifetime, not at its end
     assert second_exp > first_exp
+
+
+def test_the_command_s_end_does_not_wait_for_a_refresh_stuck_at_the_broker(
+    tmp_path: Path,
+) -> None:
+    # The first mint is answered with a token already due for refresh; the refresh then hangs
+    # (each attempt until the client's timeout, four of them). CMD ends while it hangs.
+    minted = {"jwt": "a.b.c", "wallet": "dev/a", "expiration": 2, "sub": "s", "jti": "j"}
+    mark, go = tmp_path / "mark", tmp_path / "go"
+    wait = 'echo "$AWS_WEB_IDENTITY_TOKEN_FILE" > "$1"; while [ ! -e "$2" ]; do sleep 0.05; done'
+    with scripted([(200, minted), HANG, HANG, HANG, HANG]) as (url, script):
+        argv = [sys.executable, "-m", "broker", "token", "--broker", url, "--scope", "dev/a"]
+        env = {**os.environ, "TEST_BROKER_BEARER": "otb_dev_x_y"}
+        proc = subprocess.Popen(
+            [*argv, "--", "sh", "-c", wait, "sh", str(mark), str(go)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(lambda: len(script.requests) == 2 and mark.exists(), timeout=20)
+            go.touch()
+            _, err = proc.communicate(timeout=20)  # a stuck refresh held it 40 s and more
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, err) == (0, "")
+    assert not Path(mark.read_text().strip()).parent.exists()
 
 
 CATCH = (

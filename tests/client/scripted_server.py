@@ -11,12 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Reply = tuple[int, Any]  # status, JSON body (or a str sent as text)
+HANG: Reply = (0, None)  # no answer until the server is torn down: a broker stuck mid-request
 
 
 class Script:
     def __init__(self, replies: list[Reply]) -> None:
         self.replies = replies
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.released = threading.Event()  # set at teardown: hung requests end then
 
 
 @contextlib.contextmanager
@@ -28,6 +30,10 @@ def scripted(replies: list[Reply]) -> Iterator[tuple[str, Script]]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             script.requests.append((self.path, dict(self.headers), body))
             status, reply = script.replies.pop(0) if script.replies else (500, "script ended")
+            if (status, reply) == HANG:
+                script.released.wait()
+                self.close_connection = True
+                return
             data = reply.encode() if isinstance(reply, str) else json.dumps(reply).encode()
             self.send_response(status)
             self.send_header(
@@ -46,6 +52,7 @@ def scripted(replies: list[Reply]) -> Iterator[tuple[str, Script]]:
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", script
     finally:
+        script.released.set()
         server.shutdown()
         server.server_close()
         thread.join(10)

@@ -102,3 +102,21 @@ def test_the_acme_only_site_loads_before_any_certificate_exists(tmp_path: Path) 
     assert "location ^~ /.well-known/acme-challenge/ {" in site
     acme_only = _nginx_t(tmp_path, site)
     assert acme_only.returncode == 0, acme_only.stderr
+
+
+def test_out_never_follows_a_symlink_planted_beside_it(tmp_path: Path) -> None:
+    # The old fixed temporary name (.NAME.partial) was written through: another user's link there
+    # overwrote its target and made it 0644.
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    victim.chmod(0o600)
+    out = tmp_path / "test-broker"
+    (tmp_path / f".{out.name}.partial").symlink_to(victim)
+    result = CliRunner().invoke(main, ["render", "nginx", "--out", str(out)], env=PUBLIC)
+    assert result.exit_code == 0, result.output
+    assert (victim.read_text(), stat.S_IMODE(victim.stat().st_mode)) == ("keep", 0o600)
+    assert "ssl_certificate " in out.read_text()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    assert not out.is_symlink()
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == [f".{out.name}.partial", out.name, "victim"]  # no temporary left
